@@ -1,0 +1,209 @@
+//! The stack "ciphertext ↔ rustls ↔ protocol session" as one pure value.
+//!
+//! rustls is itself sans-IO, so the whole of STARTTLS and implicit TLS lives here: wire bytes
+//! in, wire bytes out. Plaintext a client pipelined after its STARTTLS command never reaches
+//! the protocol once TLS is up: the protocol discards its input buffer when it asks for the
+//! upgrade, and from then on every wire byte goes to rustls.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::{ServerConfig, ServerConnection};
+
+/// What the session layer of a TLS-capable protocol offers the connection layer.
+pub trait Protocol {
+    /// Plaintext from the peer.
+    fn feed(&mut self, now: Instant, data: &[u8]);
+    /// Appends plaintext to send to the peer.
+    fn take_output(&mut self, out: &mut Vec<u8>);
+    /// True, once, when the protocol has queued its go-ahead (`220 Ready to start TLS`) and
+    /// discarded its buffered input: the handshake starts right after that output is sent.
+    fn take_starttls(&mut self) -> bool;
+    /// The handshake finished (STARTTLS or implicit TLS).
+    fn tls_established(&mut self, info: TlsInfo);
+    /// True when the protocol wants the connection closed once its output is flushed.
+    fn wants_close(&self) -> bool;
+}
+
+/// What a protocol may record about the TLS session, e.g. in a Received: header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// IANA name of the cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS handshake or record error: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS layer I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A protocol session behind optional TLS.
+pub struct Connection<P> {
+    proto: P,
+    tls_config: Option<Arc<ServerConfig>>,
+    tls: Option<ServerConnection>,
+    /// Set between `take_starttls` and sending the go-ahead: the switch happens at transmit.
+    upgrade_pending: bool,
+    handshake_reported: bool,
+    failed: Option<TlsError>,
+    plain_out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl<P: Protocol> Connection<P> {
+    /// A connection in cleartext that may later upgrade with STARTTLS (if `tls_config` is set).
+    pub fn plain(proto: P, tls_config: Option<Arc<ServerConfig>>) -> Self {
+        Connection {
+            proto,
+            tls_config,
+            tls: None,
+            upgrade_pending: false,
+            handshake_reported: false,
+            failed: None,
+            plain_out: Vec::new(),
+            scratch: vec![0; 16 * 1024],
+        }
+    }
+
+    /// A connection that is TLS from the first byte (ports 465, 993, 995).
+    pub fn implicit_tls(proto: P, tls_config: Arc<ServerConfig>) -> Result<Self, TlsError> {
+        let tls = ServerConnection::new(tls_config.clone())?;
+        let mut conn = Connection::plain(proto, Some(tls_config));
+        conn.tls = Some(tls);
+        Ok(conn)
+    }
+
+    pub fn protocol(&self) -> &P {
+        &self.proto
+    }
+
+    pub fn protocol_mut(&mut self) -> &mut P {
+        &mut self.proto
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&TlsError> {
+        self.failed.as_ref()
+    }
+
+    /// Wire bytes from the peer.
+    pub fn receive(&mut self, now: Instant, mut wire: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(tls) = self.tls.as_mut() else {
+            if !self.upgrade_pending {
+                self.proto.feed(now, wire);
+            }
+            // While an upgrade is pending, anything more in cleartext is an injection attempt
+            // or a client that did not wait for 220: either way it is dropped.
+            return;
+        };
+        while !wire.is_empty() {
+            match tls.read_tls(&mut wire) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed = Some(e.into());
+                    return;
+                }
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Let rustls queue its alert so the peer learns why.
+                self.failed = Some(e.into());
+                return;
+            }
+            loop {
+                match tls.reader().read(&mut self.scratch) {
+                    Ok(0) => break,
+                    Ok(n) => self.proto.feed(now, &self.scratch[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        self.failed = Some(e.into());
+                        return;
+                    }
+                }
+            }
+        }
+        self.report_handshake();
+    }
+
+    fn report_handshake(&mut self) {
+        let Some(tls) = self.tls.as_ref() else { return };
+        if self.handshake_reported || tls.is_handshaking() {
+            return;
+        }
+        self.handshake_reported = true;
+        let info = TlsInfo {
+            version: tls
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or("TLS")
+                .replace("TLSv1_", "TLSv1.")
+                .to_string(),
+            cipher: tls
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+            sni: tls.server_name().map(str::to_string),
+        };
+        self.proto.tls_established(info);
+    }
+
+    /// Appends wire bytes to send.
+    pub fn transmit(&mut self, out: &mut Vec<u8>) {
+        self.plain_out.clear();
+        self.proto.take_output(&mut self.plain_out);
+        match self.tls.as_mut() {
+            None => {
+                out.extend_from_slice(&self.plain_out);
+                if self.upgrade_pending || self.proto.take_starttls() {
+                    self.start_tls();
+                }
+            }
+            Some(tls) => {
+                if !self.plain_out.is_empty() {
+                    // Cannot fail: the buffer limit is unset, so rustls takes all of it.
+                    let _ = tls.writer().write_all(&self.plain_out);
+                }
+                while tls.wants_write() {
+                    if tls.write_tls(out).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        self.upgrade_pending = false;
+        let Some(cfg) = self.tls_config.clone() else {
+            // A protocol must not offer STARTTLS without a TLS config; close rather than lie.
+            self.failed = Some(TlsError::Rustls(rustls::Error::General(
+                "STARTTLS without a TLS configuration".into(),
+            )));
+            return;
+        };
+        match ServerConnection::new(cfg) {
+            Ok(tls) => self.tls = Some(tls),
+            Err(e) => self.failed = Some(e.into()),
+        }
+    }
+
+    /// True once the connection should close after the caller has flushed `transmit`.
+    pub fn wants_close(&self) -> bool {
+        self.failed.is_some() || self.proto.wants_close()
+    }
+}
