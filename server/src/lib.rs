@@ -1,0 +1,8 @@
+//! The ironpost server: configuration, accounts, Maildir storage and the glue that connects
+//! the protocol core to them.
+
+pub mod commit;
+pub mod config;
+pub mod directory;
+pub mod maildir;
+pub mod tls;
