@@ -2,9 +2,12 @@
 //! SMTPUTF8, CHUNKING, STARTTLS and AUTH.
 
 pub mod command;
+pub mod data;
 pub mod parse;
 pub mod reply;
+pub mod session;
 
 pub use command::{Command, ParseError};
 pub use parse::parse_command;
 pub use reply::{Enhanced, Reply};
+pub use session::{Address, Answer, AuthPolicy, Event, Session, SessionConfig, StartTls};

@@ -32,7 +32,13 @@ impl Reply {
     }
 
     /// A reply with an enhanced code written `"5.1.1"`-style for brevity at call sites.
-    pub fn ext(code: u16, class: u8, subject: u16, detail: u16, text: impl Into<Cow<'static, str>>) -> Self {
+    pub fn ext(
+        code: u16,
+        class: u8,
+        subject: u16,
+        detail: u16,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Reply::new(code, Some(Enhanced(class, subject, detail)), text)
     }
 
@@ -99,7 +105,10 @@ mod tests {
     #[test]
     fn multi_line_uses_dash_on_all_but_last() {
         let r = Reply::new(250, None, "mx.test\nPIPELINING\nSIZE 10240000");
-        assert_eq!(wire(&r), "250-mx.test\r\n250-PIPELINING\r\n250 SIZE 10240000\r\n");
+        assert_eq!(
+            wire(&r),
+            "250-mx.test\r\n250-PIPELINING\r\n250 SIZE 10240000\r\n"
+        );
     }
 
     #[test]
