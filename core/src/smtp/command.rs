@@ -16,10 +16,15 @@ pub enum Command<'a> {
         params: MailParams<'a>,
     },
     /// `RCPT TO:<forward-path> [params]`.
-    Rcpt { to: ForwardPath<'a> },
+    Rcpt {
+        to: ForwardPath<'a>,
+    },
     Data,
     /// `BDAT size [LAST]` (RFC 3030): exactly `size` octets of message follow the line.
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     /// `NOOP [string]`: the argument is ignored.
     Noop,

@@ -823,7 +823,7 @@ impl Session {
             txn.too_big = true;
             self.body.clear();
         }
-        if dec.saw_bare_line_ending() {
+        if dec.saw_bare_line_ending() && self.config.bare_line_endings == BareLineEndings::Reject {
             txn.bare_line_ending = true;
         }
         match outcome {
