@@ -1,1 +1,843 @@
-//! config
+//! The configuration: one TOML file, documented by the embedded default
+//! (`default-config.toml`).
+//!
+//! Every key is optional and a missing key takes the embedded default's value, so an empty
+//! file is the default configuration. Unknown keys are rejected: a misspelt key that were
+//! silently ignored would leave a server running with a setting its operator thinks is off.
+//! Every error names the file, the key and the line.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The embedded default configuration, also the reference documentation of the format.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Longest command line a server may be configured with; RFC 5321 requires at least 512.
+const MIN_LINE_LENGTH: usize = 512;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, holds an unknown key, or a value of the wrong type.
+    #[error("{origin}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        /// The dotted key the error is about, when it can be told.
+        key: Option<String>,
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{origin}:{line}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        /// The dotted key, e.g. `limits.max_line_length`.
+        key: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// The whole server configuration, with defaults applied and paths made absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    /// Lowercased, non-empty, without duplicates.
+    pub domains: Vec<String>,
+    pub accounts_file: PathBuf,
+    pub aliases_file: PathBuf,
+    /// Bytes.
+    pub max_message_size: u64,
+    pub tls: TlsFiles,
+    pub limits: Limits,
+    /// Port 25.
+    pub smtp: SmtpListener,
+    /// Port 587.
+    pub submission: Listener,
+    /// Port 465, implicit TLS.
+    pub submissions: Listener,
+    /// Blocking worker threads.
+    pub workers: usize,
+    /// Event loops; 0 means one per core (see [`Config::event_loop_count`]).
+    pub event_loops: usize,
+}
+
+/// Certificate and key files; both or neither (then a self-signed pair is generated).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Per-connection and global resource limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub max_errors: u32,
+    pub max_auth_failures: u32,
+}
+
+/// A listener for submission ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub enabled: bool,
+    pub listen: Vec<SocketAddr>,
+}
+
+/// The port-25 listener, which may additionally offer STARTTLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpListener {
+    pub enabled: bool,
+    pub listen: Vec<SocketAddr>,
+    /// Offer STARTTLS on port 25.
+    pub starttls: bool,
+}
+
+// ---- the file as written: everything optional, spans kept for values we validate ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<Spanned<String>>,
+    data_dir: Option<Spanned<PathBuf>>,
+    domains: Option<Spanned<Vec<Spanned<String>>>>,
+    accounts_file: Option<Spanned<PathBuf>>,
+    aliases_file: Option<Spanned<PathBuf>>,
+    max_message_size: Option<Spanned<u64>>,
+    workers: Option<Spanned<usize>>,
+    event_loops: Option<usize>,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    submission: RawListener,
+    #[serde(default)]
+    submissions: RawListener,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<Spanned<PathBuf>>,
+    key: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_ip: Option<Spanned<usize>>,
+    max_recipients: Option<Spanned<usize>>,
+    max_line_length: Option<Spanned<usize>>,
+    command_timeout: Option<Spanned<u64>>,
+    data_timeout: Option<Spanned<u64>>,
+    max_errors: Option<Spanned<u32>>,
+    max_auth_failures: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    enabled: Option<bool>,
+    listen: Option<Spanned<Vec<SocketAddr>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    enabled: Option<bool>,
+    listen: Option<Spanned<Vec<SocketAddr>>>,
+    starttls: Option<bool>,
+}
+
+// Defaults for absent keys; kept equal to default-config.toml (a test checks).
+const DEFAULT_HOSTNAME: &str = "localhost";
+const DEFAULT_DATA_DIR: &str = "ironpost-data";
+const DEFAULT_DOMAIN: &str = "example.test";
+const DEFAULT_MAX_MESSAGE_SIZE: u64 = 10_240_000;
+const DEFAULT_WORKERS: usize = 32;
+const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:10025";
+const DEFAULT_SUBMISSION_LISTEN: &str = "127.0.0.1:10587";
+const DEFAULT_SUBMISSIONS_LISTEN: &str = "127.0.0.1:10465";
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_recipients: 100,
+            max_line_length: 2048,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            max_errors: 10,
+            max_auth_failures: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`; relative paths inside it resolve
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let io_err = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        let abs = std::path::absolute(path).map_err(io_err)?;
+        let base = abs.parent().unwrap_or(Path::new("/"));
+        Config::from_toml(&text, base, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text. `base_dir` anchors relative paths; `origin`
+    /// names the source in error messages.
+    pub fn from_toml(text: &str, base_dir: &Path, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+        Validator { text, origin }.build(raw, &base_dir)
+    }
+
+    /// The embedded default, with relative paths anchored at `base_dir` (the caller passes
+    /// the current directory).
+    pub fn embedded_default(base_dir: &Path) -> Config {
+        Config::from_toml(DEFAULT_CONFIG, base_dir, "<embedded default>")
+            .expect("the embedded default configuration is valid")
+    }
+
+    /// The number of event loops to run: `event_loops`, or one per core when it is 0.
+    pub fn event_loop_count(&self) -> usize {
+        if self.event_loops > 0 {
+            self.event_loops
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &str, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            key: key.to_string(),
+            line: line_col(self.text, span.start).0,
+            message: message.into(),
+        }
+    }
+
+    /// A positive integer, or the default when absent.
+    fn positive<T>(&self, key: &str, v: Option<Spanned<T>>, default: T) -> Result<T, ConfigError>
+    where
+        T: Copy + PartialEq + Default,
+    {
+        match v {
+            None => Ok(default),
+            Some(s) if *s.get_ref() == T::default() => {
+                Err(self.invalid(key, s.span(), "must be greater than 0"))
+            }
+            Some(s) => Ok(s.into_inner()),
+        }
+    }
+
+    fn path(
+        &self,
+        key: &str,
+        v: Option<Spanned<PathBuf>>,
+        base: &Path,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.get_ref().as_os_str().is_empty() => {
+                Err(self.invalid(key, s.span(), "must not be empty"))
+            }
+            Some(s) => Ok(Some(base.join(s.into_inner()))),
+        }
+    }
+
+    fn listen(
+        &self,
+        key: &str,
+        enabled: bool,
+        v: Option<Spanned<Vec<SocketAddr>>>,
+        default: &str,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
+        match v {
+            None => Ok(vec![default.parse().expect("default address is valid")]),
+            Some(s) if enabled && s.get_ref().is_empty() => Err(self.invalid(
+                key,
+                s.span(),
+                "an enabled listener needs at least one address",
+            )),
+            Some(s) => Ok(s.into_inner()),
+        }
+    }
+
+    fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let hostname = match raw.hostname {
+            None => DEFAULT_HOSTNAME.to_string(),
+            Some(s) => {
+                let span = s.span();
+                let name = s.into_inner().to_ascii_lowercase();
+                if let Err(why) = check_dns_name(&name) {
+                    return Err(self.invalid("hostname", span, why));
+                }
+                name
+            }
+        };
+
+        let domains = match raw.domains {
+            None => vec![DEFAULT_DOMAIN.to_string()],
+            Some(list) => {
+                let span = list.span();
+                let mut out: Vec<String> = Vec::new();
+                for (i, d) in list.into_inner().into_iter().enumerate() {
+                    let span = d.span();
+                    let name = d.into_inner().to_ascii_lowercase();
+                    if let Err(why) = check_dns_name(&name) {
+                        return Err(self.invalid(&format!("domains[{i}]"), span, why));
+                    }
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(self.invalid("domains", span, "at least one domain is needed"));
+                }
+                out
+            }
+        };
+
+        let data_dir = self
+            .path("data_dir", raw.data_dir, base)?
+            .unwrap_or_else(|| base.join(DEFAULT_DATA_DIR));
+        let accounts_file = self
+            .path("accounts_file", raw.accounts_file, base)?
+            .unwrap_or_else(|| data_dir.join("postfix-accounts.cf"));
+        let aliases_file = self
+            .path("aliases_file", raw.aliases_file, base)?
+            .unwrap_or_else(|| data_dir.join("postfix-virtual.cf"));
+
+        let max_message_size = self.positive(
+            "max_message_size",
+            raw.max_message_size,
+            DEFAULT_MAX_MESSAGE_SIZE,
+        )?;
+        let workers = self.positive("workers", raw.workers, DEFAULT_WORKERS)?;
+        let event_loops = raw.event_loops.unwrap_or(0);
+
+        let tls = match (raw.tls.cert, raw.tls.key) {
+            (Some(c), None) => {
+                return Err(self.invalid("tls.cert", c.span(), "is set but tls.key is not"))
+            }
+            (None, Some(k)) => {
+                return Err(self.invalid("tls.key", k.span(), "is set but tls.cert is not"))
+            }
+            (cert, key) => TlsFiles {
+                cert: self.path("tls.cert", cert, base)?,
+                key: self.path("tls.key", key, base)?,
+            },
+        };
+
+        let d = Limits::default();
+        let l = raw.limits;
+        let max_line_length = match l.max_line_length {
+            None => d.max_line_length,
+            Some(s) if *s.get_ref() < MIN_LINE_LENGTH => {
+                return Err(self.invalid(
+                    "limits.max_line_length",
+                    s.span(),
+                    format!("must be at least {MIN_LINE_LENGTH} (RFC 5321)"),
+                ))
+            }
+            Some(s) => s.into_inner(),
+        };
+        let secs = |key, v, default: Duration| {
+            self.positive(key, v, default.as_secs())
+                .map(Duration::from_secs)
+        };
+        let limits = Limits {
+            max_connections: self.positive(
+                "limits.max_connections",
+                l.max_connections,
+                d.max_connections,
+            )?,
+            max_connections_per_ip: self.positive(
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip,
+                d.max_connections_per_ip,
+            )?,
+            max_recipients: self.positive(
+                "limits.max_recipients",
+                l.max_recipients,
+                d.max_recipients,
+            )?,
+            max_line_length,
+            command_timeout: secs(
+                "limits.command_timeout",
+                l.command_timeout,
+                d.command_timeout,
+            )?,
+            data_timeout: secs("limits.data_timeout", l.data_timeout, d.data_timeout)?,
+            max_errors: self.positive("limits.max_errors", l.max_errors, d.max_errors)?,
+            max_auth_failures: self.positive(
+                "limits.max_auth_failures",
+                l.max_auth_failures,
+                d.max_auth_failures,
+            )?,
+        };
+
+        let smtp_enabled = raw.smtp.enabled.unwrap_or(true);
+        let smtp = SmtpListener {
+            enabled: smtp_enabled,
+            listen: self.listen(
+                "smtp.listen",
+                smtp_enabled,
+                raw.smtp.listen,
+                DEFAULT_SMTP_LISTEN,
+            )?,
+            starttls: raw.smtp.starttls.unwrap_or(false),
+        };
+        let sub_enabled = raw.submission.enabled.unwrap_or(true);
+        let submission = Listener {
+            enabled: sub_enabled,
+            listen: self.listen(
+                "submission.listen",
+                sub_enabled,
+                raw.submission.listen,
+                DEFAULT_SUBMISSION_LISTEN,
+            )?,
+        };
+        let subs_enabled = raw.submissions.enabled.unwrap_or(false);
+        let submissions = Listener {
+            enabled: subs_enabled,
+            listen: self.listen(
+                "submissions.listen",
+                subs_enabled,
+                raw.submissions.listen,
+                DEFAULT_SUBMISSIONS_LISTEN,
+            )?,
+        };
+
+        Ok(Config {
+            hostname,
+            data_dir,
+            domains,
+            accounts_file,
+            aliases_file,
+            max_message_size,
+            tls,
+            limits,
+            smtp,
+            submission,
+            submissions,
+            workers,
+            event_loops,
+        })
+    }
+}
+
+/// Checks a host or domain name: dot-separated labels of letters, digits and hyphens.
+fn check_dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err("is longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("{name:?} is not a valid DNS name (label length)"));
+        }
+        if label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!("{name:?} is not a valid DNS name"));
+        }
+    }
+    Ok(())
+}
+
+/// Turns a toml error into one naming the file, line, column and, where it can be told,
+/// the dotted key.
+fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (line, column) = line_col(text, span.start);
+            (line, column, key_at(text, span.start))
+        }
+        None => (1, 1, None),
+    };
+    ConfigError::Parse {
+        origin: origin.to_string(),
+        line,
+        column,
+        key,
+        message: e.message().trim_end().to_string(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The dotted key whose line holds byte `offset`: the nearest `key =` at or above it,
+/// prefixed by the nearest `[table]` header above that. toml's errors carry the key path
+/// only in their rendered text, so it is recovered from the source; the configuration's
+/// simple layout (one level of tables, one key per line) makes this reliable.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let mut lines = text[..line_start].lines().rev();
+    let current = text[line_start..].lines().next().unwrap_or("");
+
+    let mut key = None;
+    for line in std::iter::once(current).chain(&mut lines) {
+        let t = line.trim_start();
+        if let Some(table) = table_header(t) {
+            // The error is on a header itself (e.g. an unknown table).
+            return key.or(Some(table.to_string()));
+        }
+        if let Some((k, _)) = t.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            if !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            {
+                key = Some(k.to_string());
+                break;
+            }
+        }
+    }
+    let key = key?;
+    for line in lines {
+        if let Some(table) = table_header(line.trim_start()) {
+            return Some(format!("{table}.{key}"));
+        }
+    }
+    Some(key)
+}
+
+fn table_header(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('[')?;
+    if rest.starts_with('[') {
+        return None;
+    }
+    let end = rest.find(']')?;
+    Some(rest[..end].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/ironpost"), "test.toml")
+    }
+
+    #[test]
+    fn empty_file_equals_embedded_default() {
+        let base = Path::new("/srv");
+        let empty = Config::from_toml("", base, "empty").unwrap();
+        assert_eq!(empty, Config::embedded_default(base));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.hostname, "localhost");
+        assert_eq!(c.data_dir, Path::new("/etc/ironpost/ironpost-data"));
+        assert_eq!(c.domains, vec!["example.test"]);
+        assert_eq!(
+            c.accounts_file,
+            Path::new("/etc/ironpost/ironpost-data/postfix-accounts.cf")
+        );
+        assert_eq!(
+            c.aliases_file,
+            Path::new("/etc/ironpost/ironpost-data/postfix-virtual.cf")
+        );
+        assert_eq!(c.max_message_size, 10_240_000);
+        assert_eq!(c.tls, TlsFiles::default());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.max_line_length, 2048);
+        assert_eq!(c.limits.command_timeout, Duration::from_secs(300));
+        assert_eq!(c.workers, 32);
+        assert_eq!(c.event_loops, 0);
+        assert!(c.event_loop_count() >= 1);
+        assert!(c.smtp.enabled && !c.smtp.starttls);
+        assert_eq!(c.smtp.listen, vec!["127.0.0.1:10025".parse().unwrap()]);
+        assert!(c.submission.enabled);
+        assert_eq!(
+            c.submission.listen,
+            vec!["127.0.0.1:10587".parse().unwrap()]
+        );
+        assert!(!c.submissions.enabled);
+        assert_eq!(
+            c.submissions.listen,
+            vec!["127.0.0.1:10465".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn every_key_parsed() {
+        let c = parse(
+            r#"
+hostname = "MX.Example.COM"
+data_dir = "/var/mail/ironpost"
+domains = ["Example.com", "example.org", "example.com"]
+accounts_file = "/etc/dms/postfix-accounts.cf"
+aliases_file = "virtual.cf"
+max_message_size = 5000000
+workers = 4
+event_loops = 2
+
+[tls]
+cert = "/etc/ssl/c.pem"
+key = "k.pem"
+
+[limits]
+max_connections = 10
+max_connections_per_ip = 2
+max_recipients = 50
+max_line_length = 1000
+command_timeout = 60
+data_timeout = 30
+max_errors = 5
+max_auth_failures = 1
+
+[smtp]
+enabled = false
+listen = ["0.0.0.0:25", "[::]:25"]
+starttls = true
+
+[submission]
+enabled = true
+listen = ["0.0.0.0:587"]
+
+[submissions]
+enabled = true
+listen = ["[::1]:465"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.hostname, "mx.example.com");
+        assert_eq!(c.data_dir, Path::new("/var/mail/ironpost"));
+        assert_eq!(c.domains, vec!["example.com", "example.org"]);
+        assert_eq!(c.accounts_file, Path::new("/etc/dms/postfix-accounts.cf"));
+        assert_eq!(c.aliases_file, Path::new("/etc/ironpost/virtual.cf"));
+        assert_eq!(c.max_message_size, 5_000_000);
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.event_loops, 2);
+        assert_eq!(c.event_loop_count(), 2);
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/etc/ssl/c.pem")));
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/etc/ironpost/k.pem")));
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_connections: 10,
+                max_connections_per_ip: 2,
+                max_recipients: 50,
+                max_line_length: 1000,
+                command_timeout: Duration::from_secs(60),
+                data_timeout: Duration::from_secs(30),
+                max_errors: 5,
+                max_auth_failures: 1,
+            }
+        );
+        assert!(!c.smtp.enabled && c.smtp.starttls);
+        assert_eq!(
+            c.smtp.listen,
+            vec!["0.0.0.0:25".parse().unwrap(), "[::]:25".parse().unwrap()]
+        );
+        assert_eq!(c.submission.listen, vec!["0.0.0.0:587".parse().unwrap()]);
+        assert!(c.submissions.enabled);
+        assert_eq!(c.submissions.listen, vec!["[::1]:465".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("hostname = \"a\"\n\n[limits]\nmax_conections = 5\n").unwrap_err();
+        match &err {
+            ConfigError::Parse {
+                origin, line, key, ..
+            } => {
+                assert_eq!(origin, "test.toml");
+                assert_eq!(*line, 4);
+                assert_eq!(key.as_deref(), Some("limits.max_conections"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.starts_with("test.toml:4:1: "), "{msg}");
+        assert!(msg.contains("max_conections"), "{msg}");
+
+        let err = parse("colour = 1\n").unwrap_err().to_string();
+        assert!(
+            err.contains("test.toml:1:") && err.contains("colour"),
+            "{err}"
+        );
+
+        let err = parse("[smtpd]\nenabled = true\n").unwrap_err().to_string();
+        assert!(
+            err.contains("test.toml:1:") && err.contains("smtpd"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type() {
+        let err = parse("workers = 4\n[limits]\ndata_timeout = \"3m\"\n").unwrap_err();
+        match &err {
+            ConfigError::Parse {
+                line, column, key, ..
+            } => {
+                assert_eq!((*line, *column), (3, 16));
+                assert_eq!(key.as_deref(), Some("limits.data_timeout"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("invalid type"), "{err}");
+
+        let err = parse("workers = -1\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml:1:11: workers:"), "{err}");
+    }
+
+    #[test]
+    fn bad_socket_address() {
+        let err =
+            parse("[submission]\nlisten = [\n  \"127.0.0.1:587\",\n  \"localhost:587\",\n]\n")
+                .unwrap_err();
+        match &err {
+            ConfigError::Parse { line, key, .. } => {
+                assert_eq!(*line, 4);
+                assert_eq!(key.as_deref(), Some("submission.listen"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("hostname = \"a\"\nworkers = \n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { line: 2, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let c = parse("data_dir = \"data\"\naccounts_file = \"../acc.cf\"\n").unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/ironpost/data"));
+        assert_eq!(c.accounts_file, Path::new("/etc/ironpost/../acc.cf"));
+        assert_eq!(
+            c.aliases_file,
+            Path::new("/etc/ironpost/data/postfix-virtual.cf")
+        );
+        // A relative base directory is made absolute too.
+        let c = Config::from_toml("", Path::new("conf"), "x").unwrap();
+        assert!(c.data_dir.is_absolute(), "{:?}", c.data_dir);
+    }
+
+    #[test]
+    fn load_from_file() {
+        let dir = std::env::temp_dir().join(format!("ironpost-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ironpost.toml");
+        std::fs::write(&path, "data_dir = \"d\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.join("d"));
+        std::fs::write(&path, "[limits]\nmax_errors = \"x\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("ironpost.toml:2:"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let err = Config::load(&dir.join("missing.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.toml"));
+    }
+
+    fn invalid(text: &str) -> (String, usize, String) {
+        match parse(text).unwrap_err() {
+            e @ ConfigError::Invalid { .. } => {
+                let s = e.to_string();
+                let ConfigError::Invalid { key, line, .. } = e else {
+                    unreachable!()
+                };
+                (key, line, s)
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cert_without_key() {
+        let (key, line, msg) = invalid("\n[tls]\ncert = \"c.pem\"\n");
+        assert_eq!((key.as_str(), line), ("tls.cert", 3));
+        assert!(msg.starts_with("test.toml:3: tls.cert: "), "{msg}");
+        let (key, _, _) = invalid("[tls]\nkey = \"k.pem\"\n");
+        assert_eq!(key, "tls.key");
+    }
+
+    #[test]
+    fn validation_errors() {
+        assert_eq!(invalid("domains = []").0, "domains");
+        assert_eq!(
+            invalid("domains = [\"ok.test\", \"bad domain\"]").0,
+            "domains[1]"
+        );
+        assert_eq!(invalid("hostname = \"mx_1.example\"").0, "hostname");
+        assert_eq!(invalid("hostname = \"\"").0, "hostname");
+        assert_eq!(invalid("max_message_size = 0").0, "max_message_size");
+        assert_eq!(invalid("workers = 0").0, "workers");
+        let (key, line, _) = invalid("[limits]\nmax_line_length = 511");
+        assert_eq!((key.as_str(), line), ("limits.max_line_length", 2));
+        assert!(parse("[limits]\nmax_line_length = 512").is_ok());
+        assert_eq!(
+            invalid("[limits]\ncommand_timeout = 0").0,
+            "limits.command_timeout"
+        );
+        assert_eq!(invalid("[smtp]\nlisten = []").0, "smtp.listen");
+        assert!(parse("[smtp]\nenabled = false\nlisten = []").is_ok());
+        assert_eq!(invalid("data_dir = \"\"").0, "data_dir");
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded_default(Path::new("/tmp"));
+        assert_eq!(c.data_dir, Path::new("/tmp/ironpost-data"));
+        assert_eq!(c.limits, Limits::default());
+    }
+}
