@@ -1,8 +1,12 @@
 //! The ironpost server: configuration, accounts, Maildir storage and the glue that connects
 //! the protocol core to them.
 
+pub mod app;
 pub mod commit;
 pub mod config;
 pub mod directory;
 pub mod maildir;
+pub mod received;
+pub mod serve;
+pub mod smtp;
 pub mod tls;

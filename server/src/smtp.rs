@@ -1,0 +1,448 @@
+//! The SMTP listeners' connection handler: it runs a core [`Session`] behind the TLS layer
+//! and answers its events from the directory and the store. Blocking work (password hashes,
+//! message files, fsync) leaves the event loop as jobs.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use ironpost_core::service::{ConnInfo, ConnectionHandler, HandlerFactory, Job, JobOutput};
+use ironpost_core::smtp::session::{AuthPolicy, StartTls};
+use ironpost_core::smtp::{Answer, Event, Reply, Session, SessionConfig};
+use ironpost_core::tls::Connection;
+
+use crate::app::{App, ConnectionSlot};
+use crate::directory::Resolution;
+use crate::maildir::{MessageWriter, Recipient, StoreError};
+use crate::received::{new_queue_id, received_header, Arrival};
+
+/// Body bytes gathered before a write job is sent off: big enough to keep jobs few.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// The three SMTP roles of the docker-mailserver port table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: mail from the internet to our domains.
+    Smtp,
+    /// Port 587: users sending, after STARTTLS and AUTH.
+    Submission,
+    /// Port 465: users sending over implicit TLS (RFC 8314).
+    Submissions,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Smtp => "smtp",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+}
+
+pub struct SmtpFactory {
+    app: Arc<App>,
+    role: Role,
+    session: Arc<SessionConfig>,
+}
+
+impl SmtpFactory {
+    pub fn new(app: Arc<App>, role: Role) -> Self {
+        let c = &app.config;
+        let mut s = SessionConfig::new(c.hostname.clone());
+        s.max_message_size = c.max_message_size;
+        s.max_line_length = c.limits.max_line_length;
+        s.max_recipients = c.limits.max_recipients;
+        s.command_timeout = c.limits.command_timeout;
+        s.data_timeout = c.limits.data_timeout;
+        s.max_errors = c.limits.max_errors;
+        s.max_auth_failures = c.limits.max_auth_failures;
+        (s.starttls, s.auth) = match role {
+            Role::Smtp if c.smtp.starttls => (StartTls::Offer, AuthPolicy::Off),
+            Role::Smtp => (StartTls::Off, AuthPolicy::Off),
+            Role::Submission => (StartTls::Required, AuthPolicy::Required),
+            Role::Submissions => (StartTls::Off, AuthPolicy::Required),
+        };
+        SmtpFactory {
+            app,
+            role,
+            session: Arc::new(s),
+        }
+    }
+}
+
+impl HandlerFactory for SmtpFactory {
+    fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler> {
+        let Some(slot) = self.app.admit(info.peer.ip()) else {
+            tracing::warn!(listener = self.role.name(), client = %info.peer, "connection refused: too many connections");
+            return Box::new(Refused::new(self.role));
+        };
+        let implicit = self.role == Role::Submissions;
+        let session = Session::new(self.session.clone(), implicit, now);
+        let conn = if implicit {
+            match Connection::implicit_tls(session, self.app.tls.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start TLS");
+                    return Box::new(Refused::new(self.role));
+                }
+            }
+        } else {
+            let tls = (self.session.starttls != StartTls::Off).then(|| self.app.tls.clone());
+            Connection::plain(session, tls)
+        };
+        tracing::info!(listener = self.role.name(), client = %info.peer, "connect");
+        Box::new(SmtpHandler {
+            conn,
+            app: self.app.clone(),
+            role: self.role,
+            info,
+            txn: None,
+            job: None,
+            job_running: false,
+            messages: 0,
+            _slot: slot,
+        })
+    }
+}
+
+/// The mail transaction as the application sees it.
+struct Txn {
+    queue_id: String,
+    from: String,
+    /// Distinct local mailboxes, in the order first named.
+    recipients: Vec<Recipient>,
+    /// The addresses as the client gave them, for the log.
+    rcpt_log: Vec<String>,
+    writer: Option<MessageWriter>,
+    pending: Vec<u8>,
+    size: u64,
+    error: Option<StoreError>,
+}
+
+/// What a job hands back.
+enum Done {
+    Auth(bool),
+    Wrote { writer: Option<MessageWriter>, buf: Vec<u8>, error: Option<StoreError> },
+    Committed(Result<(), StoreError>),
+}
+
+struct SmtpHandler {
+    conn: Connection<Session>,
+    app: Arc<App>,
+    role: Role,
+    info: ConnInfo,
+    txn: Option<Txn>,
+    job: Option<Job>,
+    job_running: bool,
+    messages: u32,
+    _slot: ConnectionSlot,
+}
+
+impl SmtpHandler {
+    fn session(&mut self) -> &mut Session {
+        self.conn.protocol_mut()
+    }
+
+    /// Takes events until one needs a job or the session needs more input.
+    fn drive(&mut self, now: Instant) {
+        while !self.job_running && self.job.is_none() {
+            let Some(ev) = self.session().poll_event() else { break };
+            self.event(now, ev);
+        }
+    }
+
+    fn event(&mut self, now: Instant, ev: Event) {
+        match ev {
+            Event::Auth { username, password, .. } => {
+                let app = self.app.clone();
+                self.job = Some(Box::new(move || {
+                    let ok = app.directory.get().verify_password(&username, &password);
+                    Box::new(Done::Auth(ok)) as JobOutput
+                }));
+            }
+            Event::Mail { from, .. } => {
+                let from = from.map(|a| a.to_string()).unwrap_or_default();
+                self.txn = Some(Txn {
+                    queue_id: new_queue_id(),
+                    from,
+                    recipients: Vec::new(),
+                    rcpt_log: Vec::new(),
+                    writer: None,
+                    pending: Vec::new(),
+                    size: 0,
+                    error: None,
+                });
+                self.session().answer(now, Answer::Accept);
+            }
+            Event::Rcpt { to } => {
+                let answer = self.rcpt(to.map(|a| a.to_string()));
+                self.session().answer(now, answer);
+            }
+            Event::DataStart => {}
+            Event::Body(chunk) => {
+                let Some(txn) = self.txn.as_mut() else { return };
+                txn.size += chunk.len() as u64;
+                if txn.error.is_some() {
+                    return;
+                }
+                if txn.pending.is_empty() {
+                    txn.pending = chunk;
+                } else {
+                    txn.pending.extend_from_slice(&chunk);
+                }
+                if txn.pending.len() >= WRITE_BATCH {
+                    self.write_job(false);
+                }
+            }
+            Event::MessageEnd => self.write_job(true),
+            Event::Reset => {
+                // Dropping the writer removes its temporary file.
+                self.txn = None;
+            }
+        }
+    }
+
+    fn rcpt(&mut self, to: Option<String>) -> Answer {
+        let address = to.unwrap_or_else(|| "postmaster".to_string());
+        let authenticated = self.conn.protocol().authenticated().is_some();
+        let Some(txn) = self.txn.as_mut() else {
+            return Answer::Reject(Reply::ext(503, 5, 5, 1, "Need MAIL command"));
+        };
+        match self.app.directory.get().resolve(&address) {
+            Resolution::Local { mailboxes, forward } => {
+                if !forward.is_empty() {
+                    tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: forwarding to {:?} needs outbound delivery", forward);
+                    return Answer::Reject(Reply::ext(451, 4, 3, 0, "Forwarding to remote addresses is not available yet; try again later"));
+                }
+                for mb in mailboxes {
+                    if !txn.recipients.iter().any(|r| r.domain == mb.domain && r.local == mb.local) {
+                        txn.recipients.push(Recipient {
+                            domain: mb.domain,
+                            local: mb.local,
+                            delivered_to: address.clone(),
+                        });
+                    }
+                }
+                txn.rcpt_log.push(address);
+                Answer::Accept
+            }
+            Resolution::Unknown => Answer::Reject(Reply::ext(550, 5, 1, 1, format!("<{address}>: Recipient address rejected: User unknown"))),
+            Resolution::Foreign if authenticated => {
+                tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: outbound delivery is not available");
+                Answer::Reject(Reply::ext(451, 4, 3, 0, "Outbound delivery is not available yet; try again later"))
+            }
+            Resolution::Foreign => Answer::Reject(Reply::ext(554, 5, 7, 1, format!("<{address}>: Relay access denied"))),
+        }
+    }
+
+    /// Sends the gathered body (and, at the end, the commit) to a worker.
+    fn write_job(&mut self, finish: bool) {
+        let header = self.txn.as_ref().filter(|t| t.writer.is_none()).map(|t| self.received(t));
+        let app = self.app.clone();
+        let Some(txn) = self.txn.as_mut() else { return };
+        let buf = std::mem::take(&mut txn.pending);
+        let writer = txn.writer.take();
+        let mut error = txn.error.take();
+        let from = txn.from.clone();
+        let recipients = if writer.is_none() && error.is_none() { txn.recipients.clone() } else { Vec::new() };
+        self.job = Some(Box::new(move || {
+            let mut writer = writer;
+            if error.is_none() {
+                if writer.is_none() {
+                    match app.store.begin(&from, recipients, header.unwrap_or_default().as_bytes()) {
+                        Ok(w) => writer = Some(w),
+                        Err(e) => error = Some(e),
+                    }
+                }
+                if let (Some(w), false) = (writer.as_mut(), buf.is_empty()) {
+                    if let Err(e) = w.write(&buf) {
+                        error = Some(e);
+                        writer = None;
+                    }
+                }
+            }
+            if finish {
+                let result = match (writer, error) {
+                    (_, Some(e)) => Err(e),
+                    (Some(w), None) => w.commit().map(|_| ()),
+                    (None, None) => Ok(()),
+                };
+                return Box::new(Done::Committed(result)) as JobOutput;
+            }
+            let mut buf = buf;
+            buf.clear();
+            Box::new(Done::Wrote { writer, buf, error }) as JobOutput
+        }));
+    }
+
+    fn received(&self, txn: &Txn) -> String {
+        let s = self.conn.protocol();
+        let single = match txn.rcpt_log.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        received_header(
+            &Arrival {
+                helo: s.helo_name(),
+                client_ip: self.info.peer.ip(),
+                hostname: &self.app.config.hostname,
+                esmtp: s.is_esmtp(),
+                authenticated: s.authenticated().is_some(),
+                tls: s.tls(),
+                queue_id: &txn.queue_id,
+                single_recipient: single,
+            },
+            SystemTime::now(),
+        )
+    }
+
+    fn finished(&mut self, now: Instant, result: Result<(), StoreError>) {
+        let Some(txn) = self.txn.take() else { return };
+        let tls = self.conn.protocol().tls().map(|t| t.version.clone()).unwrap_or_else(|| "none".into());
+        let user = self.conn.protocol().authenticated().unwrap_or("-").to_string();
+        let answer = match result {
+            Ok(()) => {
+                self.messages += 1;
+                tracing::info!(
+                    queue_id = %txn.queue_id, client = %self.info.peer, from = %txn.from,
+                    to = %txn.rcpt_log.join(","), size = txn.size, tls = %tls, user = %user,
+                    "delivered"
+                );
+                Answer::Queued(txn.queue_id)
+            }
+            Err(e) => {
+                tracing::error!(
+                    queue_id = %txn.queue_id, client = %self.info.peer, from = %txn.from,
+                    to = %txn.rcpt_log.join(","), size = txn.size, error = %e,
+                    "delivery failed"
+                );
+                Answer::Reject(Reply::ext(451, 4, 3, 0, "Local error in processing; try again later"))
+            }
+        };
+        self.session().answer(now, answer);
+    }
+}
+
+impl ConnectionHandler for SmtpHandler {
+    fn receive(&mut self, now: Instant, wire: &[u8]) {
+        self.conn.receive(now, wire);
+        self.drive(now);
+    }
+
+    fn transmit(&mut self, out: &mut Vec<u8>) {
+        self.conn.transmit(out);
+    }
+
+    fn poll_job(&mut self) -> Option<Job> {
+        let job = self.job.take()?;
+        self.job_running = true;
+        Some(job)
+    }
+
+    fn job_done(&mut self, now: Instant, output: JobOutput) {
+        self.job_running = false;
+        let Ok(done) = output.downcast::<Done>() else { return };
+        match *done {
+            Done::Auth(ok) => {
+                let answer = if ok {
+                    Answer::Accept
+                } else {
+                    tracing::warn!(listener = self.role.name(), client = %self.info.peer, "authentication failed");
+                    Answer::Reject(Reply::ext(535, 5, 7, 8, "Authentication credentials invalid"))
+                };
+                self.session().answer(now, answer);
+            }
+            Done::Wrote { writer, buf, error } => match self.txn.as_mut() {
+                Some(txn) => {
+                    txn.writer = writer;
+                    txn.error = error;
+                    if txn.pending.is_empty() {
+                        txn.pending = buf;
+                    }
+                }
+                None => drop(writer),
+            },
+            Done::Committed(result) => self.finished(now, result),
+        }
+        self.drive(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.conn.protocol().poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.session().handle_timeout(now);
+        self.drive(now);
+    }
+
+    fn wants_read(&self) -> bool {
+        !self.conn.wants_close() && self.conn.protocol().buffered_input() < 256 * 1024
+    }
+
+    fn peer_closed(&mut self, _now: Instant) {
+        self.session().peer_closed();
+        self.txn = None;
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        self.session().shutdown();
+        self.drive(now);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.wants_close() && !self.job_running
+    }
+}
+
+impl Drop for SmtpHandler {
+    fn drop(&mut self) {
+        let tls = self.conn.protocol().tls().map(|t| t.version.clone()).unwrap_or_else(|| "none".into());
+        match self.conn.error() {
+            Some(e) => tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, error = %e, "disconnect"),
+            None => tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, "disconnect"),
+        }
+    }
+}
+
+/// Answers a connection over the limits with 421 and closes it.
+struct Refused {
+    reply: Option<Vec<u8>>,
+}
+
+impl Refused {
+    fn new(role: Role) -> Self {
+        // On an implicit-TLS port a cleartext reply would be noise: just close.
+        let reply = (role != Role::Submissions).then(|| {
+            let mut v = Vec::new();
+            Reply::ext(421, 4, 7, 0, "Too many connections, try again later").write_to(&mut v, true);
+            v
+        });
+        Refused { reply }
+    }
+}
+
+impl ConnectionHandler for Refused {
+    fn receive(&mut self, _: Instant, _: &[u8]) {}
+    fn transmit(&mut self, out: &mut Vec<u8>) {
+        if let Some(r) = self.reply.take() {
+            out.extend_from_slice(&r);
+        }
+    }
+    fn poll_job(&mut self) -> Option<Job> {
+        None
+    }
+    fn job_done(&mut self, _: Instant, _: JobOutput) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn wants_read(&self) -> bool {
+        false
+    }
+    fn peer_closed(&mut self, _: Instant) {}
+    fn shutdown(&mut self, _: Instant) {}
+    fn is_closed(&self) -> bool {
+        true
+    }
+}
