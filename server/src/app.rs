@@ -21,7 +21,12 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, directory: DirectoryHandle, store: Store, tls: Arc<rustls::ServerConfig>) -> Self {
+    pub fn new(
+        config: Config,
+        directory: DirectoryHandle,
+        store: Store,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Self {
         App {
             config,
             directory,
@@ -45,7 +50,10 @@ impl App {
             return None;
         }
         *n += 1;
-        Some(ConnectionSlot { app: self.clone(), ip })
+        Some(ConnectionSlot {
+            app: self.clone(),
+            ip,
+        })
     }
 }
 

@@ -13,7 +13,11 @@ const DEMO_USER: &str = "demo@example.test";
 const DEMO_PASSWORD: &str = "demo-password";
 
 #[derive(Parser)]
-#[command(name = "ironpost", version, about = "A mail server: SMTP, IMAP and POP3 over Maildir in one binary")]
+#[command(
+    name = "ironpost",
+    version,
+    about = "A mail server: SMTP, IMAP and POP3 over Maildir in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -49,7 +53,9 @@ enum EmailCmd {
 
 fn load(config: Option<PathBuf>) -> Result<(Config, bool), String> {
     match config {
-        Some(p) => Config::load(&p).map(|c| (c, false)).map_err(|e| e.to_string()),
+        Some(p) => Config::load(&p)
+            .map(|c| (c, false))
+            .map_err(|e| e.to_string()),
         None => {
             let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
             Ok((Config::embedded_default(&cwd), true))
@@ -62,9 +68,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Serve { config } => {
             let (config, embedded) = load(config)?;
             if embedded && !config.accounts_file.exists() {
-                std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
-                directory::add_account(&config.accounts_file, DEMO_USER, DEMO_PASSWORD).map_err(|e| e.to_string())?;
-                tracing::info!(account = DEMO_USER, password = DEMO_PASSWORD, "created the demo account");
+                std::fs::create_dir_all(&config.data_dir)
+                    .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+                directory::add_account(&config.accounts_file, DEMO_USER, DEMO_PASSWORD)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    account = DEMO_USER,
+                    password = DEMO_PASSWORD,
+                    "created the demo account"
+                );
             }
             ironpost::serve::serve(config).map_err(|e| e.to_string())
         }
@@ -74,7 +86,8 @@ fn run(cli: Cli) -> Result<(), String> {
             match action {
                 EmailCmd::Add { address, password } => {
                     if let Some(dir) = file.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
                     }
                     directory::add_account(file, &address, &password).map_err(|e| e.to_string())
                 }
@@ -101,7 +114,8 @@ fn run(cli: Cli) -> Result<(), String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -44,7 +44,10 @@ pub fn received_header(a: &Arrival<'_>, now: SystemTime) -> String {
         a.queue_id
     );
     if let Some(tls) = a.tls {
-        h.push_str(&format!("\r\n\t(using {} with cipher {})", tls.version, tls.cipher));
+        h.push_str(&format!(
+            "\r\n\t(using {} with cipher {})",
+            tls.version, tls.cipher
+        ));
     }
     if let Some(rcpt) = a.single_recipient {
         h.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
@@ -55,7 +58,9 @@ pub fn received_header(a: &Arrival<'_>, now: SystemTime) -> String {
 
 /// Keeps header text printable: a peer's EHLO argument must not inject header lines.
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control() && *c != '(' && *c != ')').collect()
+    s.chars()
+        .filter(|c| !c.is_control() && *c != '(' && *c != ')')
+        .collect()
 }
 
 /// `Wed, 25 Nov 2026 09:21:50 +0000`.
@@ -120,7 +125,9 @@ mod tests {
             single_recipient: None,
         };
         let h = received_header(&a, UNIX_EPOCH);
-        assert!(h.starts_with("Received: from xBcc: evil ([IPv6:::1])\r\n\tby h (ironpost) with SMTP id Q;"));
+        assert!(h.starts_with(
+            "Received: from xBcc: evil ([IPv6:::1])\r\n\tby h (ironpost) with SMTP id Q;"
+        ));
         assert_eq!(h.matches("\r\n").count(), 3);
     }
 

@@ -23,7 +23,10 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Directory(#[from] crate::directory::DirectoryError),
     #[error(transparent)]
@@ -40,7 +43,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
     let tls = crate::tls::server_config(&config)?;
-    let directory = DirectoryHandle::new(&config.domains, &config.accounts_file, &config.aliases_file)?;
+    let directory =
+        DirectoryHandle::new(&config.domains, &config.accounts_file, &config.aliases_file)?;
     let store = Store::open(&config.data_dir, &config.hostname).map_err(data_err)?;
     match store.recover() {
         Ok(0) => {}
@@ -55,7 +59,11 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let roles = [
         (Role::Smtp, c.smtp.enabled, &c.smtp.listen),
         (Role::Submission, c.submission.enabled, &c.submission.listen),
-        (Role::Submissions, c.submissions.enabled, &c.submissions.listen),
+        (
+            Role::Submissions,
+            c.submissions.enabled,
+            &c.submissions.listen,
+        ),
     ];
     for (role, enabled, addrs) in roles {
         if !enabled {
@@ -91,14 +99,20 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     write_listeners(&app.config.data_dir, &bound).map_err(data_err)?;
 
     let handle = runtime.handle();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .map_err(ServeError::Runtime)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(ServeError::Runtime)?;
     let signal_handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "shutting down: finishing transactions in flight");
+                tracing::info!(
+                    signal = sig,
+                    "shutting down: finishing transactions in flight"
+                );
                 handle.shutdown();
             }
         })

@@ -122,7 +122,11 @@ struct Txn {
 /// What a job hands back.
 enum Done {
     Auth(bool),
-    Wrote { writer: Option<MessageWriter>, buf: Vec<u8>, error: Option<StoreError> },
+    Wrote {
+        writer: Option<MessageWriter>,
+        buf: Vec<u8>,
+        error: Option<StoreError>,
+    },
     Committed(Result<(), StoreError>),
 }
 
@@ -146,14 +150,18 @@ impl SmtpHandler {
     /// Takes events until one needs a job or the session needs more input.
     fn drive(&mut self, now: Instant) {
         while !self.job_running && self.job.is_none() {
-            let Some(ev) = self.session().poll_event() else { break };
+            let Some(ev) = self.session().poll_event() else {
+                break;
+            };
             self.event(now, ev);
         }
     }
 
     fn event(&mut self, now: Instant, ev: Event) {
         match ev {
-            Event::Auth { username, password, .. } => {
+            Event::Auth {
+                username, password, ..
+            } => {
                 let app = self.app.clone();
                 self.job = Some(Box::new(move || {
                     let ok = app.directory.get().verify_password(&username, &password);
@@ -212,10 +220,20 @@ impl SmtpHandler {
             Resolution::Local { mailboxes, forward } => {
                 if !forward.is_empty() {
                     tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: forwarding to {:?} needs outbound delivery", forward);
-                    return Answer::Reject(Reply::ext(451, 4, 3, 0, "Forwarding to remote addresses is not available yet; try again later"));
+                    return Answer::Reject(Reply::ext(
+                        451,
+                        4,
+                        3,
+                        0,
+                        "Forwarding to remote addresses is not available yet; try again later",
+                    ));
                 }
                 for mb in mailboxes {
-                    if !txn.recipients.iter().any(|r| r.domain == mb.domain && r.local == mb.local) {
+                    if !txn
+                        .recipients
+                        .iter()
+                        .any(|r| r.domain == mb.domain && r.local == mb.local)
+                    {
                         txn.recipients.push(Recipient {
                             domain: mb.domain,
                             local: mb.local,
@@ -226,30 +244,59 @@ impl SmtpHandler {
                 txn.rcpt_log.push(address);
                 Answer::Accept
             }
-            Resolution::Unknown => Answer::Reject(Reply::ext(550, 5, 1, 1, format!("<{address}>: Recipient address rejected: User unknown"))),
+            Resolution::Unknown => Answer::Reject(Reply::ext(
+                550,
+                5,
+                1,
+                1,
+                format!("<{address}>: Recipient address rejected: User unknown"),
+            )),
             Resolution::Foreign if authenticated => {
                 tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: outbound delivery is not available");
-                Answer::Reject(Reply::ext(451, 4, 3, 0, "Outbound delivery is not available yet; try again later"))
+                Answer::Reject(Reply::ext(
+                    451,
+                    4,
+                    3,
+                    0,
+                    "Outbound delivery is not available yet; try again later",
+                ))
             }
-            Resolution::Foreign => Answer::Reject(Reply::ext(554, 5, 7, 1, format!("<{address}>: Relay access denied"))),
+            Resolution::Foreign => Answer::Reject(Reply::ext(
+                554,
+                5,
+                7,
+                1,
+                format!("<{address}>: Relay access denied"),
+            )),
         }
     }
 
     /// Sends the gathered body (and, at the end, the commit) to a worker.
     fn write_job(&mut self, finish: bool) {
-        let header = self.txn.as_ref().filter(|t| t.writer.is_none()).map(|t| self.received(t));
+        let header = self
+            .txn
+            .as_ref()
+            .filter(|t| t.writer.is_none())
+            .map(|t| self.received(t));
         let app = self.app.clone();
         let Some(txn) = self.txn.as_mut() else { return };
         let buf = std::mem::take(&mut txn.pending);
         let writer = txn.writer.take();
         let mut error = txn.error.take();
         let from = txn.from.clone();
-        let recipients = if writer.is_none() && error.is_none() { txn.recipients.clone() } else { Vec::new() };
+        let recipients = if writer.is_none() && error.is_none() {
+            txn.recipients.clone()
+        } else {
+            Vec::new()
+        };
         self.job = Some(Box::new(move || {
             let mut writer = writer;
             if error.is_none() {
                 if writer.is_none() {
-                    match app.store.begin(&from, recipients, header.unwrap_or_default().as_bytes()) {
+                    match app
+                        .store
+                        .begin(&from, recipients, header.unwrap_or_default().as_bytes())
+                    {
                         Ok(w) => writer = Some(w),
                         Err(e) => error = Some(e),
                     }
@@ -298,8 +345,18 @@ impl SmtpHandler {
 
     fn finished(&mut self, now: Instant, result: Result<(), StoreError>) {
         let Some(txn) = self.txn.take() else { return };
-        let tls = self.conn.protocol().tls().map(|t| t.version.clone()).unwrap_or_else(|| "none".into());
-        let user = self.conn.protocol().authenticated().unwrap_or("-").to_string();
+        let tls = self
+            .conn
+            .protocol()
+            .tls()
+            .map(|t| t.version.clone())
+            .unwrap_or_else(|| "none".into());
+        let user = self
+            .conn
+            .protocol()
+            .authenticated()
+            .unwrap_or("-")
+            .to_string();
         let answer = match result {
             Ok(()) => {
                 self.messages += 1;
@@ -316,7 +373,13 @@ impl SmtpHandler {
                     to = %txn.rcpt_log.join(","), size = txn.size, error = %e,
                     "delivery failed"
                 );
-                Answer::Reject(Reply::ext(451, 4, 3, 0, "Local error in processing; try again later"))
+                Answer::Reject(Reply::ext(
+                    451,
+                    4,
+                    3,
+                    0,
+                    "Local error in processing; try again later",
+                ))
             }
         };
         self.session().answer(now, answer);
@@ -341,14 +404,22 @@ impl ConnectionHandler for SmtpHandler {
 
     fn job_done(&mut self, now: Instant, output: JobOutput) {
         self.job_running = false;
-        let Ok(done) = output.downcast::<Done>() else { return };
+        let Ok(done) = output.downcast::<Done>() else {
+            return;
+        };
         match *done {
             Done::Auth(ok) => {
                 let answer = if ok {
                     Answer::Accept
                 } else {
                     tracing::warn!(listener = self.role.name(), client = %self.info.peer, "authentication failed");
-                    Answer::Reject(Reply::ext(535, 5, 7, 8, "Authentication credentials invalid"))
+                    Answer::Reject(Reply::ext(
+                        535,
+                        5,
+                        7,
+                        8,
+                        "Authentication credentials invalid",
+                    ))
                 };
                 self.session().answer(now, answer);
             }
@@ -397,10 +468,19 @@ impl ConnectionHandler for SmtpHandler {
 
 impl Drop for SmtpHandler {
     fn drop(&mut self) {
-        let tls = self.conn.protocol().tls().map(|t| t.version.clone()).unwrap_or_else(|| "none".into());
+        let tls = self
+            .conn
+            .protocol()
+            .tls()
+            .map(|t| t.version.clone())
+            .unwrap_or_else(|| "none".into());
         match self.conn.error() {
-            Some(e) => tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, error = %e, "disconnect"),
-            None => tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, "disconnect"),
+            Some(e) => {
+                tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, error = %e, "disconnect")
+            }
+            None => {
+                tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, "disconnect")
+            }
         }
     }
 }
@@ -415,7 +495,8 @@ impl Refused {
         // On an implicit-TLS port a cleartext reply would be noise: just close.
         let reply = (role != Role::Submissions).then(|| {
             let mut v = Vec::new();
-            Reply::ext(421, 4, 7, 0, "Too many connections, try again later").write_to(&mut v, true);
+            Reply::ext(421, 4, 7, 0, "Too many connections, try again later")
+                .write_to(&mut v, true);
             v
         });
         Refused { reply }
