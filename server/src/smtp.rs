@@ -234,10 +234,11 @@ impl SmtpHandler {
                         .iter()
                         .any(|r| r.domain == mb.domain && r.local == mb.local)
                     {
+                        // Delivered-To names the final mailbox, as a local delivery agent does.
                         txn.recipients.push(Recipient {
+                            delivered_to: mb.to_string(),
                             domain: mb.domain,
                             local: mb.local,
-                            delivered_to: address.clone(),
                         });
                     }
                 }
