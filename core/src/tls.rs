@@ -49,12 +49,9 @@ pub struct Connection<P> {
     proto: P,
     tls_config: Option<Arc<ServerConfig>>,
     tls: Option<ServerConnection>,
-    /// Set between `take_starttls` and sending the go-ahead: the switch happens at transmit.
-    upgrade_pending: bool,
     handshake_reported: bool,
     failed: Option<TlsError>,
     plain_out: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl<P: Protocol> Connection<P> {
@@ -64,11 +61,9 @@ impl<P: Protocol> Connection<P> {
             proto,
             tls_config,
             tls: None,
-            upgrade_pending: false,
             handshake_reported: false,
             failed: None,
             plain_out: Vec::new(),
-            scratch: vec![0; 16 * 1024],
         }
     }
 
@@ -102,32 +97,33 @@ impl<P: Protocol> Connection<P> {
         if self.failed.is_some() {
             return;
         }
-        let Some(tls) = self.tls.as_mut() else {
-            if !self.upgrade_pending {
-                self.proto.feed(now, wire);
-            }
-            // While an upgrade is pending, anything more in cleartext is an injection attempt
-            // or a client that did not wait for 220: either way it is dropped.
+        if self.tls.is_none() {
+            // Between STARTTLS and the handshake the protocol itself drops cleartext: it is an
+            // injection attempt or a client that did not wait for 220.
+            self.proto.feed(now, wire);
             return;
-        };
+        }
+        // On the stack: an idle connection keeps no decryption buffer of its own.
+        let mut scratch = [0u8; 8 * 1024];
         while !wire.is_empty() {
-            match tls.read_tls(&mut wire) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    self.failed = Some(e.into());
-                    return;
-                }
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // Let rustls queue its alert so the peer learns why.
-                self.failed = Some(e.into());
+            let Some(tls) = self.tls.as_mut() else { return };
+            let step = tls
+                .read_tls(&mut wire)
+                .map_err(TlsError::from)
+                .and_then(|_| tls.process_new_packets().map_err(TlsError::from));
+            if let Err(e) = step {
+                // rustls has queued an alert, so the peer learns why.
+                self.failed = Some(e);
                 return;
             }
+            // Before any plaintext: the client's first command often shares a flight with its
+            // Finished message, and the protocol must know TLS is up before reading it.
+            self.report_handshake();
+            let Some(tls) = self.tls.as_mut() else { return };
             loop {
-                match tls.reader().read(&mut self.scratch) {
+                match tls.reader().read(&mut scratch) {
                     Ok(0) => break,
-                    Ok(n) => self.proto.feed(now, &self.scratch[..n]),
+                    Ok(n) => self.proto.feed(now, &scratch[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         self.failed = Some(e.into());
@@ -136,7 +132,6 @@ impl<P: Protocol> Connection<P> {
                 }
             }
         }
-        self.report_handshake();
     }
 
     fn report_handshake(&mut self) {
@@ -169,7 +164,7 @@ impl<P: Protocol> Connection<P> {
         match self.tls.as_mut() {
             None => {
                 out.extend_from_slice(&self.plain_out);
-                if self.upgrade_pending || self.proto.take_starttls() {
+                if self.proto.take_starttls() {
                     self.start_tls();
                 }
             }
@@ -188,7 +183,6 @@ impl<P: Protocol> Connection<P> {
     }
 
     fn start_tls(&mut self) {
-        self.upgrade_pending = false;
         let Some(cfg) = self.tls_config.clone() else {
             // A protocol must not offer STARTTLS without a TLS config; close rather than lie.
             self.failed = Some(TlsError::Rustls(rustls::Error::General(

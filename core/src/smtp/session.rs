@@ -23,6 +23,9 @@ use crate::tls::{Protocol, TlsInfo};
 /// Body chunks are handed out once this many bytes are decoded, or at the end of a message.
 const BODY_CHUNK: usize = 64 * 1024;
 
+/// Input buffer capacity kept while idle; a larger one (after a big DATA) is released.
+const IDLE_INPUT_CAPACITY: usize = 4 * 1024;
+
 /// Whether a listener offers STARTTLS, and whether it insists on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartTls {
@@ -312,8 +315,9 @@ impl Session {
         if matches!(self.mode, Mode::AwaitTls | Mode::Closed) || data.is_empty() {
             return;
         }
-        if self.pos > 0 && self.pos == self.input.len() {
-            self.input.clear();
+        if self.pos > 0 && self.pos >= self.input.len() / 2 {
+            // Keep consumed input from piling up in front of a stream of pipelined commands.
+            self.input.drain(..self.pos);
             self.pos = 0;
         }
         self.input.extend_from_slice(data);
@@ -466,6 +470,15 @@ impl Session {
 
     /// One unit of progress; false when nothing more can be done without input or an answer.
     fn step(&mut self) -> bool {
+        if self.pos == self.input.len() && self.pos > 0 {
+            // All input handled: an idle session should not keep a large buffer around.
+            if self.input.capacity() > IDLE_INPUT_CAPACITY {
+                self.input = Vec::new();
+            } else {
+                self.input.clear();
+            }
+            self.pos = 0;
+        }
         match self.mode {
             Mode::Pending(_) | Mode::AwaitTls | Mode::Closed => false,
             Mode::Data(_) => self.step_data(),
