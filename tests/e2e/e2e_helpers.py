@@ -389,3 +389,99 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> bool:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+class BioSocket:
+    """TLS over ssl.MemoryBIO on a plain socket, with the socket methods RawSmtp uses.
+
+    Unlike SSLSocket it lets a test decide which TLS records share one TCP write (e.g. the
+    client's Finished and its first command), and it tells whether the server ended the TLS
+    session with close_notify or just dropped the TCP connection."""
+
+    def __init__(self, raw: socket.socket, context: ssl.SSLContext, server_hostname: str | None):
+        self.raw = raw
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.inc, self.out, server_hostname=server_hostname)
+        self.timeout = IO_TIMEOUT
+        self.close_notify = False
+        self.eof = False
+
+    def settimeout(self, t):
+        self.timeout = t
+
+    def setsockopt(self, *a):
+        self.raw.setsockopt(*a)
+
+    def _flush(self) -> None:
+        data = self.out.read()
+        if data:
+            self.raw.sendall(data)
+
+    def _fill(self) -> None:
+        self.raw.settimeout(self.timeout)
+        data = self.raw.recv(65536)
+        if not data:
+            self.eof = True
+            self.inc.write_eof()
+        else:
+            self.inc.write(data)
+
+    def handshake(self, then: bytes = b"") -> None:
+        """Completes the handshake; `then` (application data) goes out in the same TCP write
+        as the client's last handshake flight."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if self.eof:
+                    raise SmtpClosed("connection closed during the TLS handshake")
+                self._fill()
+        if then:
+            self.obj.write(then)
+        self._flush()
+
+    def version(self):
+        return self.obj.version()
+
+    def sendall(self, data: bytes) -> None:
+        self.obj.write(data)
+        self._flush()
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            try:
+                data = self.obj.read(n)
+                self._flush()
+                if data:
+                    return data
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                self.close_notify = True
+                return b""
+            except ssl.SSLEOFError:
+                return b""
+            if self.eof:
+                return b""
+            self._fill()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def bio_starttls(c: "RawSmtp", context: ssl.SSLContext, then: bytes = b"",
+                 server_hostname: str = HOSTNAME, command: bool = True) -> BioSocket:
+    """STARTTLS (unless `command` is False: implicit TLS) with a BioSocket; `then` is sent in
+    the same TCP write as the client's Finished."""
+    if command:
+        r = c.cmd("STARTTLS")
+        assert_reply(r, 220, None, "STARTTLS")
+        assert c.buf == b""
+    bio = BioSocket(c.sock, context, server_hostname)
+    c.sock = bio
+    c.tls = True
+    bio.handshake(then)
+    return bio

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from e2e_helpers import (
-    LOOPBACK, RawSmtp, assert_reply, big_body, dot_stuff, make_message, port_open,
+    LOOPBACK, RawSmtp, assert_reply, big_body, bio_starttls, dot_stuff, make_message, port_open,
 )
 
 ALICE = "alice@example.test"
@@ -504,3 +504,57 @@ def test_server_ports_are_loopback_only(server):
         for host, port in addrs:
             assert host == LOOPBACK, f"{name} bound to {host}"
             assert port_open(port)
+
+
+# -- TLS record boundaries and closing ------------------------------------------------------
+@pytest.mark.parametrize("listener", ["submission", "smtp"])
+def test_command_in_same_write_as_tls_finished_is_answered(tls_server, listener):
+    """A client may send its first command right behind its Finished message, in the same TCP
+    segment (openssl s_client with piped input does). That command arrived *after* the
+    handshake, inside TLS: it must be answered, not discarded as STARTTLS injection."""
+    c = RawSmtp(tls_server.port(listener))
+    try:
+        c.ehlo()
+        bio_starttls(c, tls_server.tls_context(), then=b"EHLO client.example.net\r\n")
+        r = c.read_reply(timeout=5)
+        assert r.code == 250 and r.lines[0].startswith("mx.example.test"), str(r)
+        c.expect("NOOP", 250)
+        c.quit()
+    finally:
+        c.close()
+
+
+def test_ehlo_in_separate_write_after_tls_finished(server):
+    """Control for the test above: the same conversation, Finished and EHLO sent apart."""
+    c = RawSmtp(server.submission_port)
+    try:
+        c.ehlo()
+        bio_starttls(c, server.tls_context())
+        time.sleep(0.2)
+        r = c.ehlo()
+        assert r.lines[0].startswith("mx.example.test")
+        c.quit()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("listener", ["submission", "submissions"])
+def test_tls_session_ends_with_close_notify(tls_server, listener):
+    """After QUIT's 221 the server closes the TLS session properly (close_notify) before the
+    TCP connection; otherwise strict clients report a truncation attack (openssl: 'unexpected
+    eof while reading')."""
+    c = RawSmtp(tls_server.port(listener), greeting=False)
+    try:
+        if listener == "submission":
+            c.read_reply()
+            c.ehlo()
+            bio = bio_starttls(c, tls_server.tls_context())
+        else:
+            bio = bio_starttls(c, tls_server.tls_context(), command=False)
+            assert_reply(c.read_reply(), 220, None, "greeting")
+        c.ehlo()
+        assert_reply(c.cmd("QUIT"), 221)
+        c.wait_closed(5)
+        assert bio.close_notify, "TCP connection closed without a TLS close_notify alert"
+    finally:
+        c.close()
