@@ -6,7 +6,7 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The result of a [`Job`], handed back to the handler that produced it.
 pub type JobOutput = Box<dyn Any + Send>;
@@ -61,4 +61,27 @@ pub trait ConnectionHandler: Send {
 /// Makes the handler for each accepted connection on one listener.
 pub trait HandlerFactory: Send + Sync {
     fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler>;
+}
+
+/// How many threads a runtime runs and how long its graceful shutdown may take: plain
+/// numbers, one definition for every runtime, so the server configures them alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Threads that drive connections (mio: event loops; smol: executor threads). 0 means
+    /// one per CPU the process may use, as the runtime counts them.
+    pub event_loops: usize,
+    /// The most handler jobs that run at once (at least one).
+    pub workers: usize,
+    /// After shutdown begins, how long connections may take to close before they are dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            event_loops: 0,
+            workers: 32,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
