@@ -74,6 +74,41 @@ pub struct Config {
     pub workers: usize,
     /// Event loops; 0 means one per core (see [`Config::event_loop_count`]).
     pub event_loops: usize,
+    /// Which runtime drives the connections.
+    pub runtime: RuntimeKind,
+}
+
+/// The runtime that moves bytes between sockets and connections (`runtime = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// Event loops on mio, one per core, and a worker pool.
+    #[default]
+    Mio,
+    /// A task per connection on a smol executor, jobs on smol's blocking pool.
+    Smol,
+}
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Mio => "mio",
+            RuntimeKind::Smol => "smol",
+        }
+    }
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mio" => Ok(RuntimeKind::Mio),
+            "smol" => Ok(RuntimeKind::Smol),
+            other => Err(format!(
+                "{other:?} is not a runtime: must be \"mio\" or \"smol\""
+            )),
+        }
+    }
 }
 
 /// Certificate and key files; both or neither (then a self-signed pair is generated).
@@ -126,6 +161,7 @@ struct RawConfig {
     max_message_size: Option<Spanned<u64>>,
     workers: Option<Spanned<usize>>,
     event_loops: Option<usize>,
+    runtime: Option<Spanned<String>>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -351,6 +387,13 @@ impl Validator<'_> {
         )?;
         let workers = self.positive("workers", raw.workers, DEFAULT_WORKERS)?;
         let event_loops = raw.event_loops.unwrap_or(0);
+        let runtime = match raw.runtime {
+            None => RuntimeKind::default(),
+            Some(s) => s
+                .get_ref()
+                .parse()
+                .map_err(|why: String| self.invalid("runtime", s.span(), why))?,
+        };
 
         let tls = match (raw.tls.cert, raw.tls.key) {
             (Some(c), None) => {
@@ -459,6 +502,7 @@ impl Validator<'_> {
             submissions,
             workers,
             event_loops,
+            runtime,
         })
     }
 }
@@ -599,6 +643,7 @@ mod tests {
         assert_eq!(c.workers, 32);
         assert_eq!(c.event_loops, 0);
         assert!(c.event_loop_count() >= 1);
+        assert_eq!(c.runtime, RuntimeKind::Mio);
         assert!(c.smtp.enabled && !c.smtp.starttls);
         assert_eq!(c.smtp.listen, vec!["127.0.0.1:10025".parse().unwrap()]);
         assert!(c.submission.enabled);
@@ -625,6 +670,7 @@ aliases_file = "virtual.cf"
 max_message_size = 5000000
 workers = 4
 event_loops = 2
+runtime = "smol"
 
 [tls]
 cert = "/etc/ssl/c.pem"
@@ -664,6 +710,7 @@ listen = ["[::1]:465"]
         assert_eq!(c.workers, 4);
         assert_eq!(c.event_loops, 2);
         assert_eq!(c.event_loop_count(), 2);
+        assert_eq!(c.runtime, RuntimeKind::Smol);
         assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/etc/ssl/c.pem")));
         assert_eq!(c.tls.key.as_deref(), Some(Path::new("/etc/ironpost/k.pem")));
         assert_eq!(
@@ -832,6 +879,34 @@ listen = ["[::1]:465"]
         assert_eq!(invalid("[smtp]\nlisten = []").0, "smtp.listen");
         assert!(parse("[smtp]\nenabled = false\nlisten = []").is_ok());
         assert_eq!(invalid("data_dir = \"\"").0, "data_dir");
+    }
+
+    #[test]
+    fn runtime_choice() {
+        assert_eq!(
+            parse("runtime = \"mio\"").unwrap().runtime,
+            RuntimeKind::Mio
+        );
+        assert_eq!(
+            parse("runtime = \"smol\"").unwrap().runtime,
+            RuntimeKind::Smol
+        );
+        let (key, line, msg) = invalid("workers = 2\nruntime = \"tokio\"\n");
+        assert_eq!((key.as_str(), line), ("runtime", 2));
+        assert!(
+            msg.contains("\"tokio\"") && msg.contains("\"smol\""),
+            "{msg}"
+        );
+        // Names are exact, as everywhere else in the file.
+        assert_eq!(invalid("runtime = \"Smol\"").0, "runtime");
+        let err = parse("runtime = 1").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse { key: Some(k), .. } if k == "runtime"),
+            "{err:?}"
+        );
+        for kind in [RuntimeKind::Mio, RuntimeKind::Smol] {
+            assert_eq!(kind.name().parse::<RuntimeKind>(), Ok(kind));
+        }
     }
 
     #[test]

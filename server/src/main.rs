@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ironpost::config::Config;
+use ironpost::config::{Config, RuntimeKind};
 use ironpost::directory;
 
 /// The demo account created on first start with the embedded configuration.
@@ -29,6 +29,9 @@ enum Cmd {
     Serve {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The runtime, overriding the configuration's `runtime`: mio or smol.
+        #[arg(long, value_name = "mio|smol")]
+        runtime: Option<RuntimeKind>,
     },
     /// Manage accounts in postfix-accounts.cf.
     Email {
@@ -65,8 +68,11 @@ fn load(config: Option<PathBuf>) -> Result<(Config, bool), String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Cmd::Serve { config } => {
-            let (config, embedded) = load(config)?;
+        Cmd::Serve { config, runtime } => {
+            let (mut config, embedded) = load(config)?;
+            if let Some(runtime) = runtime {
+                config.runtime = runtime;
+            }
             if embedded && !config.accounts_file.exists() {
                 std::fs::create_dir_all(&config.data_dir)
                     .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;

@@ -1,15 +1,16 @@
 //! `ironpost serve`: binds the listeners, starts the runtime, and stops on SIGTERM/SIGINT.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
-use ironpost_core::service::HandlerFactory;
-use ironpost_runtime_mio::{Listener, Runtime, RuntimeOptions};
+use ironpost_core::service::{HandlerFactory, RuntimeOptions};
+use ironpost_runtime_mio as rt_mio;
+use ironpost_runtime_smol as rt_smol;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, RuntimeKind};
 use crate::directory::DirectoryHandle;
 use crate::maildir::Store;
 use crate::smtp::{Role, SmtpFactory};
@@ -83,10 +84,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             })?;
             tracing::info!(listener = role.name(), address = %local, "listening");
             bound.push((role.name(), local));
-            listeners.push(Listener {
-                listener: l,
-                factory: factory.clone(),
-            });
+            listeners.push((l, factory.clone()));
         }
     }
 
@@ -95,10 +93,10 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         workers: app.config.workers,
         ..RuntimeOptions::default()
     };
-    let runtime = Runtime::start(listeners, opts).map_err(ServeError::Runtime)?;
+    let (shutdown, wait) = start_runtime(app.config.runtime, listeners, opts)?;
+    tracing::info!(runtime = app.config.runtime.name(), "started");
     write_listeners(&app.config.data_dir, &bound).map_err(data_err)?;
 
-    let handle = runtime.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -113,15 +111,59 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
                     signal = sig,
                     "shutting down: finishing transactions in flight"
                 );
-                handle.shutdown();
+                shutdown();
             }
         })
         .map_err(ServeError::Runtime)?;
-    let result = runtime.wait().map_err(ServeError::Runtime);
+    let result = wait().map_err(ServeError::Runtime);
     signal_handle.close();
     let _ = std::fs::remove_file(app.config.data_dir.join("listeners"));
     tracing::info!("stopped");
     result
+}
+
+/// Begins graceful shutdown of the running runtime, from any thread.
+type Shutdown = Box<dyn Fn() + Send>;
+/// Blocks until the runtime has shut down.
+type Wait = Box<dyn FnOnce() -> io::Result<()>>;
+
+/// Starts the chosen runtime on the bound listeners.
+fn start_runtime(
+    kind: RuntimeKind,
+    listeners: Vec<(TcpListener, Arc<dyn HandlerFactory>)>,
+    opts: RuntimeOptions,
+) -> Result<(Shutdown, Wait), ServeError> {
+    Ok(match kind {
+        RuntimeKind::Mio => {
+            let listeners = listeners
+                .into_iter()
+                .map(|(listener, factory)| rt_mio::Listener { listener, factory })
+                .collect();
+            let opts = rt_mio::RuntimeOptions {
+                event_loops: opts.event_loops,
+                workers: opts.workers,
+                shutdown_grace: opts.shutdown_grace,
+            };
+            let runtime = rt_mio::Runtime::start(listeners, opts).map_err(ServeError::Runtime)?;
+            let handle = runtime.handle();
+            (
+                Box::new(move || handle.shutdown()),
+                Box::new(move || runtime.wait()),
+            )
+        }
+        RuntimeKind::Smol => {
+            let listeners = listeners
+                .into_iter()
+                .map(|(listener, factory)| rt_smol::Listener { listener, factory })
+                .collect();
+            let runtime = rt_smol::Runtime::start(listeners, opts).map_err(ServeError::Runtime)?;
+            let handle = runtime.handle();
+            (
+                Box::new(move || handle.shutdown()),
+                Box::new(move || runtime.wait()),
+            )
+        }
+    })
 }
 
 /// `<data_dir>/listeners`: one `name address` line per bound socket, written once all accept,
