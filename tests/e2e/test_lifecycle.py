@@ -131,6 +131,38 @@ def test_restart_keeps_mail(server):
     server.assert_delivered(ALICE, msg2, "sender@remote.test", count=2)
 
 
+def test_parallel_deliveries_all_land_exactly(server):
+    """16 clients at once, 5 messages each: every one lands exactly once, intact."""
+    results: dict[int, list[bytes]] = {}
+    errors = []
+
+    def client(n: int):
+        sent = []
+        try:
+            with RawSmtp(server.smtp_port, timeout=30) as c:
+                c.ehlo()
+                for i in range(5):
+                    msg = make_message(f"parallel {n}/{i}", big_body(1_000 + 9_000 * i, seed=n * 10 + i))
+                    r = c.mail_transaction("load@remote.test", [ALICE if n % 2 else BOB], msg)
+                    assert r.code == 250, str(r)
+                    sent.append(msg)
+                c.quit()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"client {n}: {e!r}")
+        results[n] = sent
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for who, ns in [(ALICE, range(1, 16, 2)), (BOB, range(0, 16, 2))]:
+        bodies = sorted(m.body for m in server.wait_messages(who, 40))
+        assert bodies == sorted(msg for n in ns for msg in results[n])
+    assert server.all_files("tmp") == []
+
+
 class Sender(threading.Thread):
     """Sends messages over one connection until told to stop or the server dies. Records
     every attempted message and which ones got their 250."""

@@ -156,6 +156,29 @@ def test_size_parameter_over_limit_is_552_534(make_server):
         c.expect("MAIL FROM:<sender@remote.test> SIZE=500", 250)
 
 
+def test_size_limit_boundary(make_server):
+    """A message of exactly max_message_size octets (after dot-unstuffing) is accepted, one
+    more is not; SIZE= equal to the limit is accepted."""
+    server = make_server(config={"max_message_size": 1000})
+    head = make_message("boundary", b"")
+    exact = head + b"." * (1000 - len(head) - 2) + b"\r\n"
+    over = head + b"." * (1001 - len(head) - 2) + b"\r\n"
+    assert len(exact) == 1000 and len(over) == 1001
+    with RawSmtp(server.smtp_port) as c:
+        c.ehlo()
+        r = c.mail_transaction("sender@remote.test", [ALICE], exact, mail_params="SIZE=1000")
+        assert_reply(r, 250, None, "message of exactly max_message_size")
+        c.expect("MAIL FROM:<sender@remote.test>", 250)
+        c.expect(f"RCPT TO:<{ALICE}>", 250)
+        c.expect("DATA", 354)
+        c.send(b"\r\n".join((b"." + ln) if ln.startswith(b".") else ln
+                             for ln in over.split(b"\r\n")) + b".\r\n")
+        r = c.read_reply()
+        assert r.code == 552, f"message one octet over the limit: {r}"
+        c.quit()
+    server.assert_delivered(ALICE, exact, "sender@remote.test")
+
+
 def test_body_over_limit_is_552_and_nothing_delivered(make_server):
     server = make_server(config={"max_message_size": 1000})
     with RawSmtp(server.smtp_port) as c:
@@ -381,6 +404,33 @@ def test_too_many_errors_then_421_and_close(make_server):
     with RawSmtp(server.smtp_port) as c:
         c.ehlo()
         c.quit()
+
+
+def test_smtputf8_sender(server):
+    msg = make_message("utf8", "Grüße\r\n".encode(), sender="jürgen@remote.test")
+    with RawSmtp(server.smtp_port) as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<jürgen@bücher.test> SMTPUTF8 BODY=8BITMIME", 250)
+        c.expect(f"RCPT TO:<{ALICE}>", 250)
+        c.expect("DATA", 354)
+        c.send(msg + b".\r\n")
+        assert_reply(c.read_reply(), 250, None, "end of data")
+        c.quit()
+    server.assert_delivered(ALICE, msg, "jürgen@bücher.test")
+
+
+def test_max_connections(make_server):
+    server = make_server(config={"limits": {"max_connections": 2}})
+    a = RawSmtp(server.smtp_port)
+    b = RawSmtp(server.submission_port)
+    try:
+        with RawSmtp(server.smtp_port, greeting=False) as c:
+            r = c.read_reply()
+            assert r.code == 421, f"third connection with max_connections = 2: {r}"
+            c.wait_closed()
+    finally:
+        a.quit()
+        b.quit()
 
 
 def test_max_connections_per_ip(make_server):
