@@ -2,6 +2,7 @@
 //! that carries them. Sans-IO: bytes in, events out, bytes to send, timers. Nothing here
 //! opens a socket or a file, reads a clock or spawns a thread.
 
+pub mod imap;
 pub mod service;
 pub mod smtp;
 pub mod tls;
