@@ -308,8 +308,18 @@ def parse_listeners(text: str) -> dict[str, list[tuple[str, int]]]:
 
 
 # -- fixtures -----------------------------------------------------------------------------
+# Every server test runs on each runtime (config key `runtime`); IRONPOST_RUNTIMES=mio picks
+# one.
+RUNTIMES = [r.strip() for r in os.environ.get("IRONPOST_RUNTIMES", "mio,smol").split(",") if r.strip()]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def make_server(tmp_path, request):
+def make_server(tmp_path, request, runtime):
     """Factory: make_server(config={...overrides...}, accounts=..., aliases=..., start=True).
     A None value in the overrides removes a key."""
     servers: list[Server] = []
@@ -318,7 +328,7 @@ def make_server(tmp_path, request):
     def _make(config: dict | None = None, accounts: dict | None = None,
               aliases: dict | None = None, account_lines: list[str] | None = None,
               start: bool = True, name: str | None = None) -> Server:
-        cfg = merge(DEFAULT_CONFIG, config or {})
+        cfg = merge(merge(DEFAULT_CONFIG, {"runtime": runtime}), config or {})
         root = tmp_path / (name or f"srv{len(servers)}")
         s = Server(root, cfg, ACCOUNTS if accounts is None else accounts,
                    ALIASES if aliases is None else aliases, account_lines)

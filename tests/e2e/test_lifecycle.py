@@ -35,6 +35,16 @@ def test_sigterm_when_idle_exits_zero(server):
     assert server.stop() == 0, f"exit code after SIGTERM:\n{server.log()}"
 
 
+def test_sigterm_right_after_start_exits_zero(make_server):
+    """Once the listeners file exists the server is up, and SIGTERM means a graceful stop:
+    the handler must be in place before the server says it is ready."""
+    server = make_server(start=False)
+    for attempt in range(10):
+        server.start()
+        code = server.stop()
+        assert code == 0, f"attempt {attempt}: exit code {code} for SIGTERM right after start"
+
+
 def test_sigterm_with_idle_client_does_not_wait_for_it(server):
     c = RawSmtp(server.smtp_port)
     try:
