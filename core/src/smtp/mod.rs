@@ -5,6 +5,7 @@ pub mod command;
 pub mod data;
 pub mod parse;
 pub mod reply;
+pub mod reply_parse;
 pub mod session;
 
 pub use command::{Command, ParseError};

@@ -42,6 +42,17 @@ impl Reply {
         Reply::new(code, Some(Enhanced(class, subject, detail)), text)
     }
 
+    /// Parses exactly one reply in wire form, as read from a server (see
+    /// [`super::reply_parse`] for the grammar and its limits).
+    pub fn parse(input: &[u8]) -> Result<Self, super::reply_parse::ReplyError> {
+        use super::reply_parse::{parse_reply, ReplyError};
+        match parse_reply(input)? {
+            None => Err(ReplyError::Incomplete),
+            Some((reply, used)) if used == input.len() => Ok(reply),
+            Some(_) => Err(ReplyError::TrailingData),
+        }
+    }
+
     pub fn is_positive(&self) -> bool {
         self.code < 400
     }
