@@ -1,6 +1,7 @@
 //! SMTP server side: RFC 5321 with PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES,
 //! SMTPUTF8, CHUNKING, STARTTLS and AUTH.
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod parse;
