@@ -169,6 +169,13 @@ impl Connection {
             if rounds == BUDGET {
                 rounds = 0;
                 future::yield_now().await;
+                // A connection with work in every round never reaches the wait below: look
+                // for a finished job, the timer and shutdown here as well.
+                if let Some(wake) = future::poll_once(self.wait()).await {
+                    if let Some(end) = self.woken(wake) {
+                        return end;
+                    }
+                }
             }
             let blocked = self.drive();
             let mut progress = self.flush();
@@ -194,32 +201,41 @@ impl Connection {
                 self.out = Vec::new();
             }
             let wake = self.wait().await;
-            let now = Instant::now();
-            match wake {
-                Wake::Writable(Ok(())) => {}
-                Wake::Readable(Ok(())) => self.maybe_readable = true,
-                Wake::Writable(Err(e)) | Wake::Readable(Err(e)) => {
-                    self.fail(now, e);
-                }
-                Wake::Job(output) => {
-                    self.job = None;
-                    let Some(output) = output else {
-                        return End::Drop;
-                    };
-                    self.handler.job_done(now, output);
-                }
-                Wake::Timer => {
-                    self.armed = None;
-                    if self.handler.poll_timeout().is_some_and(|at| at <= now) {
-                        self.handler.handle_timeout(now);
-                    }
-                }
-                Wake::Shutdown => {
-                    self.told_shutdown = true;
-                    self.handler.shutdown(now);
-                }
+            if let Some(end) = self.woken(wake) {
+                return end;
             }
         }
+    }
+
+    /// Acts on what ended a wait. Returns the end of the connection if it ended it.
+    fn woken(&mut self, wake: Wake) -> Option<End> {
+        let now = Instant::now();
+        match wake {
+            Wake::Writable(Ok(())) => {}
+            Wake::Readable(Ok(())) => self.maybe_readable = true,
+            Wake::Writable(Err(e)) | Wake::Readable(Err(e)) => {
+                self.fail(now, e);
+            }
+            Wake::Job(output) => {
+                self.job = None;
+                let Some(output) = output else {
+                    // The job panicked: the handler cannot go on without its output.
+                    return Some(End::Drop);
+                };
+                self.handler.job_done(now, output);
+            }
+            Wake::Timer => {
+                self.armed = None;
+                if self.handler.poll_timeout().is_some_and(|at| at <= now) {
+                    self.handler.handle_timeout(now);
+                }
+            }
+            Wake::Shutdown => {
+                self.told_shutdown = true;
+                self.handler.shutdown(now);
+            }
+        }
+        None
     }
 
     fn pending(&self) -> usize {
