@@ -1,5 +1,7 @@
 //! IMAP4rev1 (RFC 3501) server side: the command grammar and the response encoder.
+pub mod encode;
 pub mod parse;
+pub mod session;
 pub mod types;
 pub mod utf7;
 
