@@ -50,6 +50,7 @@ pub struct Connection<P> {
     tls_config: Option<Arc<ServerConfig>>,
     tls: Option<ServerConnection>,
     handshake_reported: bool,
+    close_notify_sent: bool,
     failed: Option<TlsError>,
     plain_out: Vec<u8>,
 }
@@ -62,6 +63,7 @@ impl<P: Protocol> Connection<P> {
             tls_config,
             tls: None,
             handshake_reported: false,
+            close_notify_sent: false,
             failed: None,
             plain_out: Vec::new(),
         }
@@ -172,6 +174,12 @@ impl<P: Protocol> Connection<P> {
                 if !self.plain_out.is_empty() {
                     // Cannot fail: the buffer limit is unset, so rustls takes all of it.
                     let _ = tls.writer().write_all(&self.plain_out);
+                }
+                // A protocol that is done ends TLS cleanly, so the peer can tell our close
+                // from a truncation attack.
+                if self.proto.wants_close() && !self.close_notify_sent && !tls.is_handshaking() {
+                    self.close_notify_sent = true;
+                    tls.send_close_notify();
                 }
                 while tls.wants_write() {
                     if tls.write_tls(out).is_err() {

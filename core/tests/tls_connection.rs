@@ -187,3 +187,26 @@ fn implicit_tls_greets_after_the_handshake() {
     let greeting = String::from_utf8(p.tls_exchange(&mut client)).unwrap();
     assert_eq!(greeting, "220 mx.test ESMTP ironpost\r\n");
 }
+
+#[test]
+fn quit_inside_tls_ends_with_close_notify() {
+    let (server_cfg, client_cfg) = configs();
+    let now = Instant::now();
+    let session = Session::new(Arc::new(SessionConfig::new("mx.test")), true, now);
+    let mut p = Pair {
+        server: Connection::implicit_tls(session, server_cfg).unwrap(),
+        events: Vec::new(),
+        now,
+    };
+    let mut client =
+        rustls::ClientConnection::new(client_cfg, ServerName::try_from("mx.test").unwrap())
+            .unwrap();
+    p.tls_exchange(&mut client);
+    client.writer().write_all(b"QUIT\r\n").unwrap();
+    let reply = String::from_utf8(p.tls_exchange(&mut client)).unwrap();
+    assert!(reply.starts_with("221 "), "{reply}");
+    assert!(p.server.wants_close());
+    // The client saw a clean end of the TLS stream, not a truncation.
+    let mut buf = [0u8; 16];
+    assert_eq!(client.reader().read(&mut buf).unwrap(), 0);
+}

@@ -20,7 +20,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use ironpost_core::service::HandlerFactory;
 use mio::{Poll, Waker};
@@ -34,26 +33,7 @@ pub struct Listener {
     pub factory: Arc<dyn HandlerFactory>,
 }
 
-/// How many threads the runtime runs, and how long shutdown may take.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    /// Event loop threads (at least one).
-    pub event_loops: usize,
-    /// Threads of the pool that runs handlers' blocking jobs (at least one).
-    pub workers: usize,
-    /// After shutdown begins, how long connections may take to close before they are dropped.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        RuntimeOptions {
-            event_loops: thread::available_parallelism().map_or(1, |n| n.get()),
-            workers: 32,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
+pub use ironpost_core::service::RuntimeOptions;
 
 /// State shared by the loops and every [`ShutdownHandle`].
 pub(crate) struct Shared {
@@ -105,7 +85,10 @@ impl Runtime {
     /// Starts the loops and workers. The listeners are already bound (the server binds them
     /// so it can report ports and fail early); they are switched to non-blocking mode.
     pub fn start(listeners: Vec<Listener>, opts: RuntimeOptions) -> io::Result<Runtime> {
-        let loop_count = opts.event_loops.max(1);
+        let loop_count = match opts.event_loops {
+            0 => thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         for l in &listeners {
             l.listener.set_nonblocking(true)?;
         }
@@ -234,8 +217,8 @@ mod tests {
         send::<Runtime>();
         send::<Listener>();
         let opts = RuntimeOptions::default();
-        assert!(opts.event_loops >= 1);
+        assert_eq!(opts.event_loops, 0, "0 means one loop per core");
         assert_eq!(opts.workers, 32);
-        assert_eq!(opts.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(opts.shutdown_grace, std::time::Duration::from_secs(30));
     }
 }

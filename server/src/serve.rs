@@ -139,11 +139,6 @@ fn start_runtime(
                 .into_iter()
                 .map(|(listener, factory)| rt_mio::Listener { listener, factory })
                 .collect();
-            let opts = rt_mio::RuntimeOptions {
-                event_loops: opts.event_loops,
-                workers: opts.workers,
-                shutdown_grace: opts.shutdown_grace,
-            };
             let runtime = rt_mio::Runtime::start(listeners, opts).map_err(ServeError::Runtime)?;
             let handle = runtime.handle();
             (
