@@ -291,6 +291,22 @@ def test_auth_plain_with_empty_initial_response(server):
         assert_reply(c.cmd(token), 235, "2.7.0")
 
 
+def test_auth_plain_cannot_act_as_another_user(server):
+    """authzid names bob, credentials are alice's: that is not a login as bob (nor as alice
+    acting for bob)."""
+    token = base64.b64encode(f"bob@example.test\0{ALICE}\0{ALICE_PW}".encode()).decode()
+    with submission_tls(server, auth=False) as c:
+        r = c.cmd(f"AUTH PLAIN {token}")
+        assert r.code != 235, f"authorization identity accepted: {r}"
+        assert 500 <= r.code < 600, str(r)
+
+
+def test_auth_plain_same_authzid_is_fine(server):
+    token = base64.b64encode(f"{ALICE}\0{ALICE}\0{ALICE_PW}".encode()).decode()
+    with submission_tls(server, auth=False) as c:
+        assert_reply(c.cmd(f"AUTH PLAIN {token}"), 235, "2.7.0")
+
+
 def test_auth_cancelled_with_star(server):
     with submission_tls(server, auth=False) as c:
         assert_reply(c.cmd("AUTH LOGIN"), 334)
