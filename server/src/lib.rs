@@ -6,6 +6,7 @@ pub mod commit;
 pub mod config;
 pub mod directory;
 pub mod maildir;
+pub mod mailstore;
 pub mod received;
 pub mod serve;
 pub mod smtp;
