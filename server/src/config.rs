@@ -70,6 +70,10 @@ pub struct Config {
     pub submission: Listener,
     /// Port 465, implicit TLS.
     pub submissions: Listener,
+    /// Port 143: IMAP with STARTTLS (no login before TLS).
+    pub imap: Listener,
+    /// Port 993: IMAP over implicit TLS.
+    pub imaps: Listener,
     /// Blocking worker threads.
     pub workers: usize,
     /// Event loops; 0 means one per core (see [`Config::event_loop_count`]).
@@ -172,6 +176,10 @@ struct RawConfig {
     submission: RawListener,
     #[serde(default)]
     submissions: RawListener,
+    #[serde(default)]
+    imap: RawListener,
+    #[serde(default)]
+    imaps: RawListener,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,6 +226,8 @@ const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:10025";
 const DEFAULT_SUBMISSION_LISTEN: &str = "127.0.0.1:10587";
 const DEFAULT_SUBMISSIONS_LISTEN: &str = "127.0.0.1:10465";
+const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:10143";
+const DEFAULT_IMAPS_LISTEN: &str = "127.0.0.1:10993";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -488,6 +498,27 @@ impl Validator<'_> {
             )?,
         };
 
+        let imap_enabled = raw.imap.enabled.unwrap_or(true);
+        let imap = Listener {
+            enabled: imap_enabled,
+            listen: self.listen(
+                "imap.listen",
+                imap_enabled,
+                raw.imap.listen,
+                DEFAULT_IMAP_LISTEN,
+            )?,
+        };
+        let imaps_enabled = raw.imaps.enabled.unwrap_or(true);
+        let imaps = Listener {
+            enabled: imaps_enabled,
+            listen: self.listen(
+                "imaps.listen",
+                imaps_enabled,
+                raw.imaps.listen,
+                DEFAULT_IMAPS_LISTEN,
+            )?,
+        };
+
         Ok(Config {
             hostname,
             data_dir,
@@ -500,6 +531,8 @@ impl Validator<'_> {
             smtp,
             submission,
             submissions,
+            imap,
+            imaps,
             workers,
             event_loops,
             runtime,
@@ -656,6 +689,10 @@ mod tests {
             c.submissions.listen,
             vec!["127.0.0.1:10465".parse().unwrap()]
         );
+        assert!(c.imap.enabled);
+        assert_eq!(c.imap.listen, vec!["127.0.0.1:10143".parse().unwrap()]);
+        assert!(c.imaps.enabled);
+        assert_eq!(c.imaps.listen, vec!["127.0.0.1:10993".parse().unwrap()]);
     }
 
     #[test]
@@ -698,6 +735,14 @@ listen = ["0.0.0.0:587"]
 [submissions]
 enabled = true
 listen = ["[::1]:465"]
+
+[imap]
+enabled = false
+listen = ["0.0.0.0:143"]
+
+[imaps]
+enabled = true
+listen = ["[::]:993", "0.0.0.0:993"]
 "#,
         )
         .unwrap();
@@ -734,6 +779,13 @@ listen = ["[::1]:465"]
         assert_eq!(c.submission.listen, vec!["0.0.0.0:587".parse().unwrap()]);
         assert!(c.submissions.enabled);
         assert_eq!(c.submissions.listen, vec!["[::1]:465".parse().unwrap()]);
+        assert!(!c.imap.enabled);
+        assert_eq!(c.imap.listen, vec!["0.0.0.0:143".parse().unwrap()]);
+        assert!(c.imaps.enabled);
+        assert_eq!(
+            c.imaps.listen,
+            vec!["[::]:993".parse().unwrap(), "0.0.0.0:993".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -878,6 +930,14 @@ listen = ["[::1]:465"]
         );
         assert_eq!(invalid("[smtp]\nlisten = []").0, "smtp.listen");
         assert!(parse("[smtp]\nenabled = false\nlisten = []").is_ok());
+        let (key, line, _) = invalid("[imap]\nlisten = []");
+        assert_eq!((key.as_str(), line), ("imap.listen", 2));
+        assert_eq!(
+            invalid("[imaps]\nenabled = true\nlisten = []").0,
+            "imaps.listen"
+        );
+        assert!(parse("[imaps]\nenabled = false\nlisten = []").is_ok());
+        assert!(parse("[imap]\nstarttls = true").is_err(), "no such key");
         assert_eq!(invalid("data_dir = \"\"").0, "data_dir");
     }
 
