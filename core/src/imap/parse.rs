@@ -308,12 +308,16 @@ fn line_at<'a>(
         .len()
         .min(pos.saturating_add(limits.max_line).saturating_add(2));
     let Some(lf) = input[pos..window_end].iter().position(|&b| b == b'\n') else {
-        if window_end - pos >= limits.max_line.saturating_add(2) {
-            return Err(ParseError::TooLong {
-                tag: peek_tag(input),
-            });
+        if window_end - pos < limits.max_line.saturating_add(2) {
+            return Err(ParseError::Incomplete(Needed::Line));
         }
-        return Err(ParseError::Incomplete(Needed::Line));
+        // Too long: if the end of the line is buffered, drop the line whole.
+        return Err(match input[window_end..].iter().position(|&b| b == b'\n') {
+            Some(lf) => bad(input, window_end + lf + 1, Reason::LineTooLong),
+            None => ParseError::TooLong {
+                tag: peek_tag(input),
+            },
+        });
     };
     let end = pos + lf + 1;
     let line = &input[pos..pos + lf];

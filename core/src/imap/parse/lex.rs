@@ -336,7 +336,7 @@ fn month(i: In<'_>) -> PResult<'_, u8> {
     ];
     match NAMES.iter().position(|n| n.eq_ignore_ascii_case(m)) {
         Some(p) => Ok((rest, p as u8 + 1)),
-        None => error(Reason::BadDate),
+        None => no_match(),
     }
 }
 
@@ -357,7 +357,7 @@ fn date_text(i: In<'_>) -> PResult<'_, Date> {
     let day = parse_u32(day).unwrap_or(0);
     match Date::new(year as u16, m, day as u8) {
         Some(d) => Ok((rest, d)),
-        None => error(Reason::BadDate),
+        None => no_match(),
     }
 }
 
