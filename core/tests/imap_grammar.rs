@@ -1597,3 +1597,138 @@ fn reasons_read_as_bad_texts() {
     let e = parse_command(b"x1 FOO\r\n", &L).unwrap_err();
     assert_eq!(e.tag(), Some("x1"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Random inputs
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+/// The same input cut anywhere gives "incomplete" before the command's end and the same
+/// answer from there on.
+fn check_prefix_consistency(input: &[u8]) {
+    let full = parse_command(input, &L);
+    let end = match &full {
+        Ok((n, _)) => Some(*n),
+        Err(ParseError::Bad { consumed, .. } | ParseError::LiteralTooLarge { consumed, .. }) => {
+            Some(*consumed)
+        }
+        Err(ParseError::Incomplete(_)) => None,
+        Err(ParseError::TooLong { .. }) => panic!("too long: {input:?}"),
+    };
+    if let Some(e) = end {
+        assert!(e > 0 && e <= input.len());
+    }
+    for cut in 0..=input.len() {
+        let r = parse_command(&input[..cut], &L);
+        match end {
+            Some(e) if cut >= e => assert_eq!(r, full, "{input:?} cut at {cut}"),
+            _ => assert!(
+                matches!(r, Err(ParseError::Incomplete(_))),
+                "{input:?} cut at {cut}: {r:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn random_token_soup_is_prefix_consistent() {
+    const TOKENS: &[&[u8]] = &[
+        b"a1",
+        b" ",
+        b" ",
+        b" ",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"{3}\r\n",
+        b"{0+}\r\n",
+        b"{2}",
+        b"{1}",
+        b"FETCH",
+        b"UID",
+        b"SEARCH",
+        b"APPEND",
+        b"STORE",
+        b"LOGIN",
+        b"LIST",
+        b"ID",
+        b"SELECT",
+        b"(",
+        b")",
+        b"[",
+        b"]",
+        b"<0.5>",
+        b"BODY",
+        b".PEEK",
+        b"HEADER.FIELDS",
+        b"\"",
+        b"\\",
+        b"1:*",
+        b",",
+        b"7",
+        b"INBOX",
+        b"NOT",
+        b"OR",
+        b"ALL",
+        b"1-Feb-1994",
+        b"\"01-Feb-1994 08:00:00 +0000\"",
+        b"\\Seen",
+        b"+FLAGS",
+        b"RETURN",
+        b"NIL",
+        b"abc",
+        b"\xff",
+        b"\0",
+        b"*",
+        b"%",
+        b"=",
+        b"AUTHENTICATE",
+        b"PLAIN",
+        b"dGVzdA==",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..4000 {
+        let mut input = Vec::new();
+        // Mostly commands that start like commands.
+        if rng.next() % 4 != 0 {
+            input.extend_from_slice(b"a1 ");
+        }
+        for _ in 0..rng.next() % 12 + 1 {
+            input.extend_from_slice(rng.pick(TOKENS));
+        }
+        if rng.next() % 2 == 0 {
+            input.extend_from_slice(b"\r\n");
+        }
+        check_prefix_consistency(&input);
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(42);
+    for _ in 0..20_000 {
+        let len = (rng.next() % 64) as usize;
+        let input: Vec<u8> = (0..len)
+            .map(|_| rng.pick(b"a1 {}+()[]<>.:,*%\"\\\r\n0123456789ABCDEFGHIJ\xff\0"))
+            .collect();
+        let _ = parse_command(&input, &L);
+        let _ = parse_command(&input, &SMALL);
+        let _ = parse_append_end(&input, &SMALL);
+        let _ = parse_idle_done(&input, &SMALL);
+        let _ = parse_auth_response(&input, &SMALL);
+    }
+}

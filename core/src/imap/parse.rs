@@ -22,7 +22,7 @@ use super::types::{
 };
 use lex::{
     ascii, astring, atom, date_time, eol, failure, flag, flag_list, list_mailbox, literal_header,
-    mailbox, must, nstring, sequence_set, sp, string, tag_token, why, In, PErr, PResult,
+    mailbox, must, nstring, sequence_set, sp, string, tag_token, upper, why, In, PErr, PResult,
 };
 
 pub(crate) use lex::valid_sequence_set;
@@ -424,14 +424,6 @@ fn command(i: In<'_>) -> PResult<'_, Command<'_>> {
     ))
 }
 
-/// Copies `name` upper-cased into `buf`, if it fits.
-fn upper<'b>(name: &str, buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
-    let b = buf.get_mut(..name.len())?;
-    b.copy_from_slice(name.as_bytes());
-    b.make_ascii_uppercase();
-    Some(b)
-}
-
 fn command_body<'a>(i: In<'a>, verb: &str) -> PResult<'a, CommandBody<'a>> {
     use CommandBody as C;
     let mut buf = [0u8; 16];
@@ -613,11 +605,12 @@ fn list(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
     if i.starts_with(b"(") {
         let (r, opts) = option_list(i)?;
         for o in opts {
-            match o.to_ascii_uppercase().as_str() {
-                "SUBSCRIBED" => select.subscribed = true,
-                "REMOTE" => select.remote = true,
-                "RECURSIVEMATCH" => select.recursive_match = true,
-                "SPECIAL-USE" => select.special_use = true,
+            let mut buf = [0u8; 16];
+            match upper(o, &mut buf) {
+                Some(b"SUBSCRIBED") => select.subscribed = true,
+                Some(b"REMOTE") => select.remote = true,
+                Some(b"RECURSIVEMATCH") => select.recursive_match = true,
+                Some(b"SPECIAL-USE") => select.special_use = true,
                 _ => return failure(Reason::BadListOption),
             }
         }
@@ -659,20 +652,21 @@ fn list(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
         } else {
             loop {
                 let (r, opt) = must(Reason::BadListOption, atom).parse(rest)?;
-                let r = match opt.to_ascii_uppercase().as_str() {
-                    "SUBSCRIBED" => {
+                let mut buf = [0u8; 16];
+                let r = match upper(opt, &mut buf) {
+                    Some(b"SUBSCRIBED") => {
                         ret.subscribed = true;
                         r
                     }
-                    "CHILDREN" => {
+                    Some(b"CHILDREN") => {
                         ret.children = true;
                         r
                     }
-                    "SPECIAL-USE" => {
+                    Some(b"SPECIAL-USE") => {
                         ret.special_use = true;
                         r
                     }
-                    "STATUS" => {
+                    Some(b"STATUS") => {
                         let (r, ()) = must(Reason::BadListOption, sp).parse(r)?;
                         let (r, items) = status_items(r)?;
                         ret.status = Some(items);
@@ -730,13 +724,14 @@ fn status_items(i: In<'_>) -> PResult<'_, StatusItems> {
     let mut items = StatusItems::default();
     loop {
         let (r, name) = must(Reason::BadStatusItem, atom).parse(rest)?;
-        match name.to_ascii_uppercase().as_str() {
-            "MESSAGES" => items.messages = true,
-            "RECENT" => items.recent = true,
-            "UIDNEXT" => items.uid_next = true,
-            "UIDVALIDITY" => items.uid_validity = true,
-            "UNSEEN" => items.unseen = true,
-            "SIZE" => items.size = true,
+        let mut buf = [0u8; 16];
+        match upper(name, &mut buf) {
+            Some(b"MESSAGES") => items.messages = true,
+            Some(b"RECENT") => items.recent = true,
+            Some(b"UIDNEXT") => items.uid_next = true,
+            Some(b"UIDVALIDITY") => items.uid_validity = true,
+            Some(b"UNSEEN") => items.unseen = true,
+            Some(b"SIZE") => items.size = true,
             _ => return failure(Reason::BadStatusItem),
         }
         match r.first() {

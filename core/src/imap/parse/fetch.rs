@@ -8,7 +8,7 @@ use super::super::types::{
     CommandBody, FetchAttr, FetchItems, IString, Partial, Section, SectionPart, SectionText,
 };
 use super::lex::{
-    ascii, astring, failure, must, number, nz_number, sequence_set, sp, In, PErr, PResult,
+    ascii, astring, failure, must, number, nz_number, sequence_set, sp, upper, In, PErr, PResult,
 };
 use super::Reason;
 
@@ -66,14 +66,11 @@ fn separator<O>(i: In<'_>, out: O) -> PResult<'_, O> {
 
 pub(super) fn fetch_att(i: In<'_>) -> PResult<'_, FetchAttr<'_>> {
     let (rest, name) = att_name(i)?;
-    let mut upper = [0u8; 16];
-    if name.len() > upper.len() {
+    let mut buf = [0u8; 16];
+    let Some(upper) = upper(ascii(name), &mut buf) else {
         return failure(Reason::BadFetchAttribute);
-    }
-    let upper = &mut upper[..name.len()];
-    upper.copy_from_slice(name);
-    upper.make_ascii_uppercase();
-    let (rest, attr) = match &*upper {
+    };
+    let (rest, attr) = match upper {
         b"ENVELOPE" => (rest, FetchAttr::Envelope),
         b"FLAGS" => (rest, FetchAttr::Flags),
         b"INTERNALDATE" => (rest, FetchAttr::InternalDate),

@@ -88,6 +88,14 @@ where
     nom::combinator::cut(why(reason, p))
 }
 
+/// `name` upper-cased into `buf`, if it fits: for matching keywords without allocating.
+pub(super) fn upper<'b>(name: &str, buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+    let b = buf.get_mut(..name.len())?;
+    b.copy_from_slice(name.as_bytes());
+    b.make_ascii_uppercase();
+    Some(b)
+}
+
 /// The text of a slice known to be ASCII.
 pub(super) fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or_default()
@@ -426,13 +434,14 @@ fn date_time_inner(i: In<'_>) -> PResult<'_, DateTime> {
 pub(super) fn flag(i: In<'_>) -> PResult<'_, Flag<'_>> {
     if let Some(rest) = i.strip_prefix(b"\\") {
         let (rest, name) = must(Reason::BadFlag, atom).parse(rest)?;
-        let f = match name.to_ascii_uppercase().as_str() {
-            "SEEN" => Flag::Seen,
-            "ANSWERED" => Flag::Answered,
-            "FLAGGED" => Flag::Flagged,
-            "DELETED" => Flag::Deleted,
-            "DRAFT" => Flag::Draft,
-            "RECENT" => return failure(Reason::RecentNotAllowed),
+        let mut buf = [0u8; 16];
+        let f = match upper(name, &mut buf) {
+            Some(b"SEEN") => Flag::Seen,
+            Some(b"ANSWERED") => Flag::Answered,
+            Some(b"FLAGGED") => Flag::Flagged,
+            Some(b"DELETED") => Flag::Deleted,
+            Some(b"DRAFT") => Flag::Draft,
+            Some(b"RECENT") => return failure(Reason::RecentNotAllowed),
             _ => Flag::Extension(Cow::Borrowed(name)),
         };
         return Ok((rest, f));

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use nom::Parser;
 
 use super::super::types::{CommandBody, SearchKey};
-use super::lex::{astring, atom, date, failure, must, number, sequence_set, sp, In, PResult};
+use super::lex::{
+    astring, atom, date, failure, must, number, sequence_set, sp, upper, In, PResult,
+};
 use super::Reason;
 
 /// How deeply parentheses, NOT and OR may nest: bounds the parser's recursion (and the
@@ -82,19 +84,16 @@ pub(super) fn search_key(i: In<'_>, depth: u32) -> PResult<'_, SearchKey<'_>> {
 /// The search key named `name`, with its arguments from `i`.
 fn keyword<'a>(i: In<'a>, name: &'a str, depth: u32) -> PResult<'a, SearchKey<'a>> {
     use SearchKey as K;
-    let mut upper = [0u8; 12];
-    if name.len() > upper.len() {
+    let mut buf = [0u8; 16];
+    let Some(upper) = upper(name, &mut buf) else {
         return failure(Reason::BadSearchKey);
-    }
-    let upper = &mut upper[..name.len()];
-    upper.copy_from_slice(name.as_bytes());
-    upper.make_ascii_uppercase();
+    };
 
     let s = |i| arg(i, astring, Reason::Syntax);
     let d = |i| arg(i, date, Reason::BadDate);
     let n = |i| arg(i, number, Reason::BadNumber);
     let kw = |i| arg(i, atom, Reason::BadFlag);
-    let (i, key) = match &*upper {
+    let (i, key) = match upper {
         b"ALL" => (i, K::All),
         b"ANSWERED" => (i, K::Answered),
         b"BCC" => s(i).map(|(r, v)| (r, K::Bcc(v)))?,
