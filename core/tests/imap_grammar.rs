@@ -1704,13 +1704,13 @@ fn random_token_soup_is_prefix_consistent() {
     for _ in 0..4000 {
         let mut input = Vec::new();
         // Mostly commands that start like commands.
-        if rng.next() % 4 != 0 {
+        if !rng.next().is_multiple_of(4) {
             input.extend_from_slice(b"a1 ");
         }
         for _ in 0..rng.next() % 12 + 1 {
             input.extend_from_slice(rng.pick(TOKENS));
         }
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             input.extend_from_slice(b"\r\n");
         }
         check_prefix_consistency(&input);
