@@ -343,3 +343,19 @@ fn shutdown_waits_for_the_running_command() {
     );
     assert!(h.s.is_closed());
 }
+
+#[test]
+fn append_over_the_size_limit_is_refused_before_the_data() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    assert_eq!(
+        h.send(b"a APPEND INBOX {20000000}\r\n"),
+        "a NO [TOOBIG] Message too large\r\n"
+    );
+    assert!(!h.s.is_closed());
+    assert_eq!(
+        h.send(b"b APPEND INBOX {20000000+}\r\n"),
+        "b NO [TOOBIG] Message too large\r\n* BYE Message too large\r\n"
+    );
+    assert!(h.s.is_closed());
+}

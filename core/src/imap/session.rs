@@ -42,6 +42,8 @@ pub struct SessionConfig {
     pub max_auth_failures: u32,
     /// Malformed commands tolerated before the session ends with BYE.
     pub max_errors: u32,
+    /// Largest message APPEND accepts, like SMTP's size limit.
+    pub max_append_size: u32,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +56,7 @@ impl Default for SessionConfig {
             login_timeout: Duration::from_secs(60),
             max_auth_failures: 3,
             max_errors: 20,
+            max_append_size: 10_240_000,
         }
     }
 }
@@ -667,6 +670,15 @@ impl Session {
                 date,
                 message,
             } => {
+                if message.size > self.config.max_append_size {
+                    if message.sync {
+                        // RFC 7889: the client waits for `+`, so it sends nothing more.
+                        return self.no(&tag, Some("TOOBIG"), "Message too large");
+                    }
+                    // Its octets are already on their way and will not be read (RFC 7888 4).
+                    self.line(&format!("{tag} NO [TOOBIG] Message too large"));
+                    return self.bye("Message too large");
+                }
                 // A non-synchronising literal's octets are already on their way.
                 if message.sync {
                     self.line("+ Ready for literal data");
