@@ -456,8 +456,11 @@ class BioSocket:
             try:
                 data = self.obj.read(n)
                 self._flush()
-                if data:
-                    return data
+                if not data:
+                    # SSLObject.read gives b"" only for a clean close (close_notify); no data
+                    # yet raises SSLWantReadError, and a bare TCP close raises SSLEOFError.
+                    self.close_notify = True
+                return data
             except ssl.SSLWantReadError:
                 pass
             except ssl.SSLZeroReturnError:
