@@ -150,7 +150,7 @@ class Server:
         (self.data_dir / "postfix-virtual.cf").write_text("".join(ln + "\n" for ln in alias_lines))
 
     # -- process ------------------------------------------------------------------------
-    def start(self, timeout: float = START_TIMEOUT) -> "Server":
+    def start(self, timeout: float = START_TIMEOUT, poll: float = 0.02) -> "Server":
         binary = ironpost_bin()
         if not binary.exists():
             pytest.fail(f"ironpost binary not found at {binary} (build it, or set IRONPOST_BIN)")
@@ -180,7 +180,7 @@ class Server:
             if time.monotonic() > deadline:
                 self.kill()
                 pytest.fail(f"no {listeners} within {timeout}s:\n{self.log()}")
-            time.sleep(0.02)
+            time.sleep(poll)
         return self
 
     def signal(self, sig: int) -> None:

@@ -40,7 +40,7 @@ def test_sigterm_right_after_start_exits_zero(make_server):
     the handler must be in place before the server says it is ready."""
     server = make_server(start=False)
     for attempt in range(10):
-        server.start()
+        server.start(poll=0.0005)
         code = server.stop()
         assert code == 0, f"attempt {attempt}: exit code {code} for SIGTERM right after start"
 
