@@ -193,6 +193,14 @@ impl<'a> FileName<'a> {
         name
     }
 
+    /// The `,W=` size (RFC822.SIZE, counting CRLF line ends) in the base name.
+    pub(crate) fn vsize(&self) -> Option<u64> {
+        self.base
+            .split(',')
+            .skip(1)
+            .find_map(|f| f.strip_prefix("W=")?.parse().ok())
+    }
+
     /// The size `,W=` (RFC822.SIZE) or else `,S=` (file size) in the base name says.
     pub(crate) fn size(&self) -> Option<u64> {
         let mut s = None;

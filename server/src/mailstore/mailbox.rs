@@ -62,7 +62,15 @@ impl Entry {
             ext: ext.into(),
             letters: parsed.letters,
             keywords: parsed.keywords,
-            size: parsed.size().unwrap_or(u64::MAX),
+            // The CRLF size: ",W=" in the name, else a "W<vsize>" extension, else ",S=".
+            size: parsed
+                .vsize()
+                .or_else(|| {
+                    ext.split(' ')
+                        .find_map(|t| t.strip_prefix('W')?.parse().ok())
+                })
+                .or_else(|| parsed.size())
+                .unwrap_or(u64::MAX),
             mtime: None,
         }
     }

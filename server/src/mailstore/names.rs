@@ -70,7 +70,11 @@ pub(crate) fn parse(name: &str) -> Result<MailboxName, MailstoreError> {
         return Err(invalid(name, reason));
     }
     let mut normal = String::with_capacity(name.len());
-    if name.len() > 6 && name[..6].eq_ignore_ascii_case("INBOX.") {
+    if name.len() > 6
+        && name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("INBOX."))
+    {
         normal.push_str("INBOX.");
         normal.push_str(&name[6..]);
     } else {

@@ -697,6 +697,9 @@ fn status_counts_without_selecting() {
         (st.messages, st.recent, st.unseen, st.uidnext),
         (3, 3, 3, 4)
     );
+    // EXAMINE shows \Recent without taking it.
+    assert_eq!(acct.examine("INBOX").unwrap().recent(), 3);
+    assert_eq!(acct.status("INBOX").unwrap().recent, 3);
     let mut view = acct.select("INBOX").unwrap();
     assert_eq!(view.recent(), 3);
     view.store(&[1], StoreOp::Add, SystemFlags::SEEN, &[])
@@ -852,6 +855,18 @@ fn ten_thousand_messages_open_without_reading_any() {
 }
 
 #[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<MailStore>();
+    check::<Account>();
+    check::<MailboxView>();
+    check::<SharedMailbox>();
+    check::<MailboxRegistry>();
+    fn send<T: Send>() {}
+    send::<AppendWriter>();
+}
+
+#[test]
 fn error_codes() {
     assert_eq!(
         MailstoreError::NoSuchMailbox("x".into()).response_code(),
@@ -865,4 +880,145 @@ fn error_codes() {
         MailstoreError::Expunged { uid: 1 }.response_code(),
         "EXPUNGEISSUED"
     );
+}
+
+/// Runs Debian's Dovecot IMAP binary (PREAUTH on stdin/stdout, the docker-mailserver layout)
+/// over a mailbox ironpost wrote, then reads back what Dovecot changed. Needs root and
+/// `/usr/lib/dovecot/imap` (installed by /work/shared/peer/setup.sh); run with
+/// `cargo test -p ironpost --lib dovecot_interop -- --ignored`.
+#[test]
+#[ignore = "needs Dovecot installed and root"]
+fn dovecot_interop() {
+    use std::process::{Command, Stdio};
+    let imap = std::path::Path::new("/usr/lib/dovecot/imap");
+    assert!(imap.exists(), "Dovecot is not installed");
+    let td = TempDir::new();
+    for i in 0..3 {
+        deliver(&td, "u", &format!("Subject: {i}\r\n\r\nbody {i}\r\n"));
+    }
+    let (validity, archive_validity) = {
+        let s = store(&td);
+        let acct = s.account(D, "u").unwrap();
+        let mut inbox = acct.select("INBOX").unwrap();
+        inbox
+            .store(&[2], StoreOp::Add, SystemFlags::SEEN, &["$Junk"])
+            .unwrap();
+        inbox
+            .store(&[3], StoreOp::Add, SystemFlags::DELETED, &[])
+            .unwrap();
+        inbox.expunge(None).unwrap();
+        acct.create("Archive.2024").unwrap();
+        acct.create("Entw\u{fc}rfe").unwrap();
+        acct.append_from(
+            "Archive.2024",
+            &mut &b"Subject: old\r\n\r\nold\r\n"[..],
+            SystemFlags::SEEN,
+            &[],
+            None,
+        )
+        .unwrap();
+        (
+            inbox.uidvalidity(),
+            acct.status("Archive.2024").unwrap().uidvalidity,
+        )
+    };
+    let conf = td.path().join("dovecot.conf");
+    let mail = td.path().join("mail");
+    fs::create_dir_all(td.path().join("run")).unwrap();
+    fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}/%d/%n\nmail_uid = nobody\nmail_gid = nogroup\n\
+             passdb {{\n driver = static\n args = nopassword=y\n}}\n\
+             userdb {{\n driver = static\n args = home={}/home\n}}\n\
+             namespace inbox {{\n inbox = yes\n}}\nlog_path = /dev/stderr\nbase_dir = {}/run\nssl = no\n",
+            mail.display(),
+            td.path().display(),
+            td.path().display()
+        ),
+    )
+    .unwrap();
+    fs::create_dir_all(td.path().join("home")).unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&mail)
+        .arg(td.path().join("home"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let script = "a SELECT INBOX\r\n\
+        b UID FETCH 1:* (FLAGS)\r\n\
+        c LIST \"\" *\r\n\
+        d LSUB \"\" *\r\n\
+        e STATUS Archive.2024 (MESSAGES UIDNEXT UIDVALIDITY)\r\n\
+        f UID STORE 1 +FLAGS (\\Answered)\r\n\
+        g APPEND INBOX (\\Flagged $Dove) {20+}\r\nSubject: dove\r\n\r\nx\r\n\r\n\
+        h LOGOUT\r\n";
+    let mut child = Command::new(imap)
+        .arg("-c")
+        .arg(&conf)
+        .env("USER", format!("u@{D}"))
+        .env("HOME", td.path().join("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has = |s: &str| {
+        assert!(
+            text.contains(s),
+            "missing {s:?} in:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    has(&format!("[UIDVALIDITY {validity}]"));
+    has("* 2 EXISTS");
+    has("[UIDNEXT 4]");
+    has("* 1 FETCH (UID 1 FLAGS (");
+    has("* 2 FETCH (UID 2 FLAGS (\\Seen $Junk))");
+    has("\".\" Archive.2024\r\n");
+    has("(\\Noselect \\HasChildren) \".\" Archive\r\n");
+    has("\".\" Entw&APw-rfe\r\n");
+    has("* LSUB () \".\" Sent\r\n");
+    has(&format!(
+        "* STATUS Archive.2024 (MESSAGES 1 UIDNEXT 2 UIDVALIDITY {archive_validity})"
+    ));
+    has(&format!("g OK [APPENDUID {validity} 4]"));
+    has("h OK");
+
+    // Back in ironpost, after Dovecot changed things.
+    let s = store(&td);
+    let acct = s.account(D, "u").unwrap();
+    let inbox = acct.select("INBOX").unwrap();
+    assert_eq!(inbox.uidvalidity(), validity);
+    assert_eq!(uids(&inbox), [1, 2, 4]);
+    assert_eq!(inbox.message(1).unwrap().flags, SystemFlags::ANSWERED);
+    let m = inbox.message(3).unwrap();
+    assert_eq!(m.flags, SystemFlags::FLAGGED);
+    assert_eq!(inbox.keyword_names(m.keywords), ["$Dove"]);
+    assert_eq!(
+        inbox.keyword_names(inbox.message(2).unwrap().keywords),
+        ["$Junk"]
+    );
+    // Dovecot stores bare LF (mail_save_crlf = no) and records the CRLF size in ",W=".
+    assert_eq!(
+        read_all(inbox.open_message(4).unwrap()),
+        "Subject: dove\n\nx\n"
+    );
+    assert_eq!(m.size, 20);
+    let mut inbox = inbox;
+    let a = acct
+        .append_from(
+            "INBOX",
+            &mut &b"after\r\n"[..],
+            SystemFlags::empty(),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(a.uid, 5);
+    assert_eq!(inbox.refresh(true).unwrap().exists, Some(4));
 }

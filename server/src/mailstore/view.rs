@@ -126,7 +126,7 @@ impl MailboxView {
             let messages = st
                 .entries
                 .iter()
-                .map(|e| info(e, !read_only && e.uid >= st.recent_from))
+                .map(|e| info(e, e.uid >= st.recent_from))
                 .collect();
             if !read_only {
                 st.recent_from = st.uidnext;
@@ -154,7 +154,8 @@ impl MailboxView {
         &self.name
     }
 
-    /// Opened with EXAMINE: no flag changes, expunges, moves; `\Recent` is not claimed.
+    /// Opened with EXAMINE: no flag changes, expunges, moves; `\Recent` is shown but not
+    /// claimed (the next SELECT still sees it).
     pub fn read_only(&self) -> bool {
         self.read_only
     }
@@ -306,7 +307,7 @@ impl MailboxView {
             let start = st.entries.partition_point(|e| e.uid < self.uidnext);
             let added = st.entries.len() - start;
             for e in &st.entries[start..] {
-                messages.push(info(e, !self.read_only && e.uid >= st.recent_from));
+                messages.push(info(e, e.uid >= st.recent_from));
             }
             if !self.read_only {
                 st.recent_from = st.recent_from.max(st.uidnext);
