@@ -1022,3 +1022,96 @@ fn dovecot_interop() {
     assert_eq!(a.uid, 5);
     assert_eq!(inbox.refresh(true).unwrap().exists, Some(4));
 }
+
+/// Many sessions appending at once, deliveries arriving, and a second registry (standing in
+/// for another process sharing the Maildir) appending too: every message gets exactly one
+/// UID, UIDs ascend, and the index on disk agrees with both.
+#[test]
+fn concurrent_appends_from_two_processes_never_share_a_uid() {
+    const THREADS: usize = 4;
+    const EACH: usize = 15;
+    let td = TempDir::new();
+    let one = store(&td);
+    let other = MailStore::open(td.path(), "other.example.org").unwrap();
+    let acct1 = one.account(D, "zed").unwrap();
+    let acct2 = other.account(D, "zed").unwrap();
+    let mut watcher = acct1.select("INBOX").unwrap();
+    let threads: Vec<_> = (0..THREADS * 2 + 1)
+        .map(|t| {
+            let acct = if t % 2 == 0 {
+                acct1.clone()
+            } else {
+                acct2.clone()
+            };
+            let td_path = td.path().to_owned();
+            let registry = Arc::clone(one.registry());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for i in 0..EACH {
+                    if t == THREADS * 2 {
+                        // The SMTP path, announcing each delivery.
+                        let smtp = Store::open(&td_path, "mx").unwrap();
+                        let mut w = smtp
+                            .begin(
+                                "a@b",
+                                vec![Recipient {
+                                    domain: D.into(),
+                                    local: "zed".into(),
+                                    delivered_to: "zed".into(),
+                                }],
+                                b"",
+                            )
+                            .unwrap();
+                        w.write(format!("smtp {i}\r\n").as_bytes()).unwrap();
+                        for p in w.commit().unwrap() {
+                            registry.notify_delivered(&p);
+                        }
+                    } else {
+                        let body = format!("thread {t} message {i}\r\n");
+                        let a = acct
+                            .append_from(
+                                "INBOX",
+                                &mut body.as_bytes(),
+                                SystemFlags::empty(),
+                                &[],
+                                None,
+                            )
+                            .unwrap();
+                        got.push((a.uid, body));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut appended = Vec::new();
+    for t in threads {
+        appended.extend(t.join().unwrap());
+    }
+    let total = THREADS * 2 * EACH + EACH;
+    watcher.refresh(true).unwrap();
+    assert_eq!(watcher.exists() as usize, total);
+    let all = uids(&watcher);
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    // Each appended UID names the message that was appended.
+    for (uid, body) in &appended {
+        assert_eq!(
+            &read_all(watcher.open_message(*uid).unwrap()),
+            body,
+            "uid {uid}"
+        );
+    }
+    let mut from_other = acct2.select("INBOX").unwrap();
+    from_other.refresh(true).unwrap();
+    assert_eq!(uids(&from_other), all);
+    // A restart reads the same mapping from the index.
+    let index = fs::read_to_string(acct1.root().join("dovecot-uidlist")).unwrap();
+    assert_eq!(index.lines().count(), total + 1);
+    drop((watcher, from_other, acct1, acct2, one, other));
+    let s = store(&td);
+    let view = s.account(D, "zed").unwrap().select("INBOX").unwrap();
+    assert_eq!(uids(&view), all);
+    for (uid, body) in &appended {
+        assert_eq!(&read_all(view.open_message(*uid).unwrap()), body);
+    }
+}
