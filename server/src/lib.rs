@@ -5,6 +5,7 @@ pub mod app;
 pub mod commit;
 pub mod config;
 pub mod directory;
+pub mod imap;
 pub mod maildir;
 pub mod mailstore;
 pub mod received;
