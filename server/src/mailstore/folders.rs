@@ -129,7 +129,9 @@ impl Account {
             mkdir(&p).map_err(io_err("creating directory", &p))?;
         }
         if made {
-            for dir in [root, root.parent().unwrap_or(root)] {
+            // The account directory, and the domain directory it may have created, must
+            // survive a crash before anything is stored below them.
+            for dir in root.ancestors().take(3) {
                 sync_dir(dir).map_err(io_err("fsync of", dir))?;
             }
         }
