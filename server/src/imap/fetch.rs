@@ -312,3 +312,295 @@ pub fn section_range(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::mime::tests::{fetch_attrs, fixture_path};
+
+    const KEYWORDS: &[&str] = &["$Forwarded"];
+
+    fn meta(flags: SystemFlags) -> MessageMeta<'static> {
+        MessageMeta {
+            seq: 12,
+            uid: 1001,
+            flags,
+            keywords: KEYWORDS,
+            recent: false,
+            size: 493,
+            // RFC 3501's INTERNALDATE example, 17-Jul-1996 02:44:25 -0700, in UTC.
+            internal_date: 837_596_665,
+        }
+    }
+
+    fn fetch(
+        name: &str,
+        items: &str,
+        meta: &MessageMeta<'_>,
+        opts: FetchOptions,
+    ) -> (String, FetchResult) {
+        let mut out = Vec::new();
+        let r = write_fetch(
+            &mut out,
+            meta,
+            fixture_path(name).as_path(),
+            &fetch_attrs(items),
+            opts,
+        )
+        .unwrap();
+        (String::from_utf8(out).unwrap(), r)
+    }
+
+    fn unseen() -> MessageMeta<'static> {
+        meta(SystemFlags::empty())
+    }
+
+    #[test]
+    fn metadata_items_never_open_the_file() {
+        let never = || -> Result<File, io::Error> { panic!("the message was opened") };
+        let mut m = meta(SystemFlags::SEEN.union(SystemFlags::FLAGGED));
+        m.recent = true;
+        let mut out = Vec::new();
+        let r = write_fetch(
+            &mut out,
+            &m,
+            &never,
+            &fetch_attrs("FAST"),
+            FetchOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 12 FETCH (FLAGS (\\Seen \\Flagged $Forwarded \\Recent) \
+             INTERNALDATE \"17-Jul-1996 09:44:25 +0000\" RFC822.SIZE 493)\r\n"
+        );
+        assert!(!r.set_seen);
+        let mut out = Vec::new();
+        let opts = FetchOptions {
+            uid_command: true,
+            read_only: false,
+        };
+        write_fetch(&mut out, &m, &never, &fetch_attrs("(FLAGS UID)"), opts).unwrap();
+        // UID FETCH always carries UID, once.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 12 FETCH (UID 1001 FLAGS (\\Seen \\Flagged $Forwarded \\Recent))\r\n"
+        );
+    }
+
+    #[test]
+    fn all_and_full_macros() {
+        let m = meta(SystemFlags::SEEN);
+        let (all, _) = fetch("simple.eml", "ALL", &m, FetchOptions::default());
+        assert!(all.starts_with(
+            "* 12 FETCH (FLAGS (\\Seen $Forwarded) INTERNALDATE \"17-Jul-1996 09:44:25 +0000\" \
+             RFC822.SIZE 493 ENVELOPE (\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" "
+        ));
+        assert!(
+            all.ends_with("\"<B27397-0100000@cac.washington.edu>\"))\r\n"),
+            "{all}"
+        );
+        let (full, _) = fetch("simple.eml", "FULL", &m, FetchOptions::default());
+        assert_eq!(
+            full,
+            all.replace(
+                "))\r\n",
+                ") BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 102 2))\r\n"
+            )
+        );
+        let (bs, _) = fetch("simple.eml", "BODYSTRUCTURE", &m, FetchOptions::default());
+        assert_eq!(
+            bs,
+            "* 12 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \
+             \"7BIT\" 102 2 NIL NIL NIL NIL))\r\n"
+        );
+    }
+
+    #[test]
+    fn body_sections_and_their_names() {
+        let m = meta(SystemFlags::SEEN);
+        let o = FetchOptions::default();
+        let raw = String::from_utf8(std::fs::read(fixture_path("simple.eml")).unwrap()).unwrap();
+        let (header, text) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
+        let lit = |s: &str| format!("{{{}}}\r\n{s}", s.len());
+        assert_eq!(
+            fetch("simple.eml", "BODY[]", &m, o).0,
+            format!("* 12 FETCH (BODY[] {})\r\n", lit(&raw))
+        );
+        assert_eq!(
+            fetch("simple.eml", "RFC822", &m, o).0,
+            format!("* 12 FETCH (RFC822 {})\r\n", lit(&raw))
+        );
+        assert_eq!(
+            fetch("simple.eml", "RFC822.HEADER", &m, o).0,
+            format!("* 12 FETCH (RFC822.HEADER {})\r\n", lit(header))
+        );
+        assert_eq!(
+            fetch("simple.eml", "RFC822.TEXT", &m, o).0,
+            format!("* 12 FETCH (RFC822.TEXT {})\r\n", lit(text))
+        );
+        assert_eq!(
+            fetch("simple.eml", "(BODY.PEEK[HEADER] BODY[TEXT])", &m, o).0,
+            format!(
+                "* 12 FETCH (BODY[HEADER] {} BODY[TEXT] {})\r\n",
+                lit(header),
+                lit(text)
+            )
+        );
+        assert_eq!(
+            fetch(
+                "simple.eml",
+                "BODY.PEEK[HEADER.FIELDS (SUBJECT message-id)]",
+                &m,
+                o
+            )
+            .0,
+            format!(
+                "* 12 FETCH (BODY[HEADER.FIELDS (SUBJECT message-id)] {})\r\n",
+                lit("Subject: IMAP4rev1 WG mtg summary and minutes\r\n\
+                     Message-Id: <B27397-0100000@cac.washington.edu>\r\n\r\n")
+            )
+        );
+        // Parts, MIME headers, a missing part.
+        assert_eq!(
+            fetch("mixed.eml", "(BODY[1] BODY[3.2.MIME] BODY[9])", &m, o).0,
+            format!(
+                "* 12 FETCH (BODY[1] \"See the attached report.\" BODY[3.2.MIME] {} BODY[9] NIL)\r\n",
+                lit("Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+            )
+        );
+    }
+
+    #[test]
+    fn partial_fetches_name_their_origin() {
+        let m = meta(SystemFlags::SEEN);
+        let o = FetchOptions::default();
+        assert_eq!(
+            fetch("simple.eml", "BODY[]<0.11>", &m, o).0,
+            "* 12 FETCH (BODY[]<0> \"Return-Path\")\r\n"
+        );
+        assert_eq!(
+            fetch("simple.eml", "BODY.PEEK[TEXT]<6.3>", &m, o).0,
+            "* 12 FETCH (BODY[TEXT]<6> \"Joe\")\r\n"
+        );
+        // Past the end: what there is, then nothing.
+        assert_eq!(
+            fetch("mixed.eml", "BODY[1]<20.100>", &m, o).0,
+            "* 12 FETCH (BODY[1]<20> \"ort.\")\r\n"
+        );
+        assert_eq!(
+            fetch("mixed.eml", "BODY[1]<2000.10>", &m, o).0,
+            "* 12 FETCH (BODY[1]<2000> \"\")\r\n"
+        );
+        assert_eq!(
+            fetch("mixed.eml", "BODY[3.HEADER.FIELDS (Subject)]<0.7>", &m, o).0,
+            "* 12 FETCH (BODY[3.HEADER.FIELDS (Subject)]<0> \"Subject\")\r\n"
+        );
+        assert_eq!(
+            section_range(
+                &SectionData::Range(10..20),
+                Some(Partial {
+                    offset: 5,
+                    length: 100
+                })
+            ),
+            Some(15..20)
+        );
+        assert_eq!(section_range(&SectionData::Missing, None), None);
+    }
+
+    #[test]
+    fn the_seen_rule() {
+        let o = FetchOptions::default();
+        // A non-PEEK body section on an unseen message sets \Seen, and FLAGS is added.
+        let (r, res) = fetch("simple.eml", "BODY[1]<0.5>", &unseen(), o);
+        assert_eq!(
+            r,
+            "* 12 FETCH (BODY[1]<0> \"Hello\" FLAGS (\\Seen $Forwarded))\r\n"
+        );
+        assert_eq!(
+            res,
+            FetchResult {
+                set_seen: true,
+                flags: SystemFlags::SEEN
+            }
+        );
+        // FLAGS asked for shows the new \Seen, wherever it is in the list.
+        let (r, res) = fetch("simple.eml", "(FLAGS RFC822.TEXT)", &unseen(), o);
+        assert!(
+            r.starts_with("* 12 FETCH (FLAGS (\\Seen $Forwarded) RFC822.TEXT {"),
+            "{r}"
+        );
+        assert!(r.ends_with("tomorrow?\r\nThe minutes are attached to the next message.\r\n)\r\n"));
+        assert!(res.set_seen);
+        assert!(fetch("simple.eml", "RFC822", &unseen(), o).1.set_seen);
+        // PEEK, RFC822.HEADER, and the structure items leave it alone.
+        for items in [
+            "BODY.PEEK[]",
+            "RFC822.HEADER",
+            "(ENVELOPE BODY BODYSTRUCTURE)",
+            "FLAGS",
+        ] {
+            let (r, res) = fetch("simple.eml", items, &unseen(), o);
+            assert!(!res.set_seen, "{items}");
+            assert_eq!(res.flags, SystemFlags::empty());
+            assert!(!r.contains("\\Seen"), "{r}");
+        }
+        // Already seen: nothing to store, no FLAGS added.
+        let (r, res) = fetch("simple.eml", "BODY[1]<0.5>", &meta(SystemFlags::SEEN), o);
+        assert_eq!(r, "* 12 FETCH (BODY[1]<0> \"Hello\")\r\n");
+        assert!(!res.set_seen);
+        // EXAMINE: never.
+        let ro = FetchOptions {
+            uid_command: false,
+            read_only: true,
+        };
+        let (r, res) = fetch("simple.eml", "(FLAGS BODY[1]<0.5>)", &unseen(), ro);
+        assert_eq!(
+            r,
+            "* 12 FETCH (FLAGS ($Forwarded) BODY[1]<0> \"Hello\")\r\n"
+        );
+        assert!(!res.set_seen);
+        assert!(!will_set_seen(
+            SystemFlags::empty(),
+            &fetch_attrs("BODY[]"),
+            true
+        ));
+        assert!(will_set_seen(
+            SystemFlags::DRAFT,
+            &fetch_attrs("BODY[]"),
+            false
+        ));
+    }
+
+    #[test]
+    fn errors_leave_the_output_untouched() {
+        let mut out = b"* 3 EXISTS\r\n".to_vec();
+        let gone =
+            || -> Result<File, MailstoreError> { Err(MailstoreError::Expunged { uid: 1001 }) };
+        let err = write_fetch(
+            &mut out,
+            &unseen(),
+            &gone,
+            &fetch_attrs("(FLAGS BODY[])"),
+            FetchOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            FetchError::Store(MailstoreError::Expunged { uid: 1001 })
+        ));
+        assert_eq!(out, b"* 3 EXISTS\r\n");
+        let missing = Path::new("/nonexistent/ironpost/message");
+        let err = write_fetch(
+            &mut out,
+            &unseen(),
+            missing,
+            &fetch_attrs("ENVELOPE"),
+            FetchOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Io(_)));
+        assert_eq!(out, b"* 3 EXISTS\r\n");
+    }
+}

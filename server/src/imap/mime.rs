@@ -290,15 +290,7 @@ impl ParsedMessage {
 
     /// The whole top-level header, each field decoded, one per line (SEARCH TEXT).
     pub fn all_header_text(&self) -> String {
-        let raw = self.bytes();
-        let mut out = String::new();
-        for f in fields(raw, self.header_range()) {
-            out.push_str(&String::from_utf8_lossy(&raw[f.name.clone()]));
-            out.push_str(": ");
-            out.push_str(&decode_unstructured(&raw[f.value.start..f.end]));
-            out.push('\n');
-        }
-        out
+        decoded_header(self.bytes(), self.header_range())
     }
 
     /// The date of the Date: field as written, ignoring time and zone (SENTBEFORE & co.);
@@ -312,8 +304,9 @@ impl ParsedMessage {
         }
     }
 
-    /// The text of every text/* part (in nested messages too), transfer-decoded and
-    /// converted to UTF-8; HTML is reduced to its text.
+    /// The text of the body for SEARCH BODY: every text/* part transfer-decoded and converted
+    /// to UTF-8 (HTML reduced to its text), and the decoded header of every encapsulated
+    /// message (which is body text of the message around it).
     pub fn body_texts(&self) -> Vec<String> {
         let mut out = Vec::new();
         collect_texts(self.bytes(), self.tree(), &mut out);
@@ -1071,8 +1064,12 @@ fn extension<'a>(raw: &'a [u8], part: &Part) -> BodyExtension<'a> {
     }
 }
 
+/// Lines of a body: its line terminators, plus a last line without one (a part's last line
+/// before a boundary delimiter, whose CRLF belongs to the delimiter).
 fn count_lines(b: &[u8]) -> u32 {
-    u32::try_from(b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(u32::MAX)
+    let lf = b.iter().filter(|&&c| c == b'\n').count();
+    let partial = usize::from(!b.is_empty() && !b.ends_with(b"\n"));
+    u32::try_from(lf + partial).unwrap_or(u32::MAX)
 }
 
 fn body_structure<'a>(raw: &'a [u8], part: &Part) -> BodyStructure<'a> {
@@ -1128,6 +1125,18 @@ fn body_structure<'a>(raw: &'a [u8], part: &Part) -> BodyStructure<'a> {
 // ---------------------------------------------------------------------------------------
 // Body text for SEARCH
 
+/// A header block, each field decoded, one per line.
+fn decoded_header(raw: &[u8], header: Range<usize>) -> String {
+    let mut out = String::new();
+    for f in fields(raw, header) {
+        out.push_str(&String::from_utf8_lossy(&raw[f.name.clone()]));
+        out.push_str(": ");
+        out.push_str(&decode_unstructured(&raw[f.value.start..f.end]));
+        out.push('\n');
+    }
+    out
+}
+
 fn collect_texts(raw: &[u8], part: &Part, out: &mut Vec<String>) {
     match &part.content {
         Content::Multipart(children) => {
@@ -1135,7 +1144,10 @@ fn collect_texts(raw: &[u8], part: &Part, out: &mut Vec<String>) {
                 collect_texts(raw, c, out);
             }
         }
-        Content::Message(inner) => collect_texts(raw, inner, out),
+        Content::Message(inner) => {
+            out.push(decoded_header(raw, inner.header.clone()));
+            collect_texts(raw, inner, out);
+        }
         Content::Leaf if part.ctype.media == "text" => {
             let body = &raw[part.body.clone()];
             let decoded: Cow<'_, [u8]> = match transfer_encoding(raw, part.header.clone()).as_str()
@@ -1162,5 +1174,556 @@ fn collect_texts(raw: &[u8], part: &Part, out: &mut Vec<String>) {
             }
         }
         Content::Leaf => {}
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ironpost_core::imap::{parse_command, CommandBody, FetchAttr, Limits};
+
+    pub(crate) fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/imap")
+            .join(name)
+    }
+
+    pub(crate) fn fixture(name: &str) -> ParsedMessage {
+        ParsedMessage::open(File::open(fixture_path(name)).unwrap()).unwrap()
+    }
+
+    /// The attributes of `FETCH 1 <items>`, as the core parser gives them.
+    pub(crate) fn fetch_attrs(items: &str) -> Vec<FetchAttr<'static>> {
+        let line = format!("a FETCH 1 {items}\r\n");
+        let (_, cmd) = parse_command(line.as_bytes(), &Limits::default()).unwrap();
+        match cmd.body {
+            CommandBody::Fetch { items, .. } => items
+                .attrs()
+                .iter()
+                .cloned()
+                .map(FetchAttr::into_owned)
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn section(spec: &str) -> Section<'static> {
+        match fetch_attrs(&format!("BODY.PEEK[{spec}]")).remove(0) {
+            FetchAttr::BodySection { section, .. } => section,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn wire(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn env(m: &ParsedMessage) -> String {
+        wire(|o| m.envelope().write_to(o))
+    }
+
+    fn bs(m: &ParsedMessage, extended: bool) -> String {
+        wire(|o| m.body_structure().write_to(o, extended))
+    }
+
+    fn sect(m: &ParsedMessage, spec: &str) -> Option<String> {
+        let d = m.section(&section(spec));
+        d.bytes(m).map(|b| String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    fn addrs(v: &str) -> String {
+        wire(|o| {
+            Envelope {
+                to: addresses(v.as_bytes()),
+                ..Envelope::default()
+            }
+            .write_to(o)
+        })
+    }
+
+    /// RFC 3501 section 8's sample message gives the sample ENVELOPE.
+    #[test]
+    fn envelope_of_the_rfc3501_example() {
+        let m = fixture("simple.eml");
+        assert_eq!(
+            env(&m),
+            concat!(
+                "(\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" ",
+                "\"IMAP4rev1 WG mtg summary and minutes\" ",
+                "((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ",
+                "((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ",
+                "((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ",
+                "((NIL NIL \"imap\" \"cac.washington.edu\")) ",
+                "((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")",
+                "(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) NIL NIL ",
+                "\"<B27397-0100000@cac.washington.edu>\")"
+            )
+        );
+    }
+
+    #[test]
+    fn envelope_keeps_encoded_words_raw() {
+        let m = fixture("encoded.eml");
+        let joerg = "(\"=?UTF-8?B?SsO2cmcgTcO8bGxlcg==?=\" NIL \"joerg\" \"example.de\")";
+        assert_eq!(
+            env(&m),
+            format!(
+                "(\"Thu, 1 Jan 2026 00:30:00 +0200\" \"=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_M=C3=BCnchen?=\" \
+                 ({joerg}) ({joerg}) ({joerg}) \
+                 ((\"Smith, John\" NIL \"john\" \"example.com\")\
+                 (\"=?UTF-8?Q?Ren=C3=A9e?=\" NIL \"renee\" \"example.fr\")) \
+                 NIL NIL NIL \"<enc-1@example.de>\")"
+            )
+        );
+    }
+
+    #[test]
+    fn envelope_groups_sender_and_reply_to() {
+        let m = fixture("group.eml");
+        assert_eq!(
+            env(&m),
+            concat!(
+                "(\"Fri, 13 Mar 2026 09:00:00 +0000\" \"Group addresses\" ",
+                "((\"Frank\" NIL \"frank\" \"example.org\")) ",
+                "((NIL NIL \"list-bounces\" \"example.org\")) ",
+                "((NIL NIL \"list\" \"example.org\")) ",
+                "((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) ",
+                "((NIL NIL \"Team\" NIL)(NIL NIL \"ann\" \"example.org\")",
+                "(\"B. Ob\" NIL \"bob\" \"example.org\")(NIL NIL NIL NIL)",
+                "(NIL NIL \"outsider\" \"example.net\")) ",
+                "((NIL NIL \"hidden\" \"example.org\")) ",
+                "NIL \"<group-1@example.org>\")"
+            )
+        );
+    }
+
+    #[test]
+    fn envelope_without_date_or_subject() {
+        let m = fixture("nodate.eml");
+        let nobody = "((NIL NIL \"nobody\" \"example.org\"))";
+        assert_eq!(
+            env(&m),
+            format!(
+                "(NIL NIL {nobody} {nobody} {nobody} ((NIL NIL \"someone\" \"example.org\")) \
+                 NIL NIL NIL NIL)"
+            )
+        );
+    }
+
+    #[test]
+    fn address_forms() {
+        let one = |name: &str, mailbox: &str, host: &str| {
+            format!("(NIL NIL NIL NIL NIL (({name} NIL {mailbox} {host})) NIL NIL NIL NIL)")
+        };
+        // A comment after a bare address is its name; one inside a phrase is dropped.
+        assert_eq!(
+            addrs("joe@example.com (Joe Bloggs)"),
+            one("\"Joe Bloggs\"", "\"joe\"", "\"example.com\"")
+        );
+        assert_eq!(
+            addrs("Joe (the boss)  Q. Bloggs <joe@example.com>"),
+            one("\"Joe Q. Bloggs\"", "\"joe\"", "\"example.com\"")
+        );
+        // Quoted pairs are unescaped in names; a quoted local part keeps its quotes.
+        assert_eq!(
+            addrs(r#""Joe \"JB\" Bloggs" <"joe b"@example.com>"#),
+            one(
+                r#""Joe \"JB\" Bloggs""#,
+                r#""\"joe b\"""#,
+                "\"example.com\""
+            )
+        );
+        // Source route; missing domain; a domain literal; folding white space.
+        assert_eq!(
+            addrs("<@relay1,@relay2:joe@example.com>"),
+            "(NIL NIL NIL NIL NIL ((NIL \"@relay1,@relay2\" \"joe\" \"example.com\")) NIL NIL NIL NIL)"
+        );
+        assert_eq!(
+            addrs("postmaster"),
+            one("NIL", "\"postmaster\"", "\"MISSING_DOMAIN\"")
+        );
+        assert_eq!(
+            addrs("Null <>"),
+            one("\"Null\"", "\"MISSING_MAILBOX\"", "\"MISSING_DOMAIN\"")
+        );
+        assert_eq!(
+            addrs("joe@[192.0.2.1]"),
+            one("NIL", "\"joe\"", "\"[192.0.2.1]\"")
+        );
+        assert_eq!(
+            addrs("Joe\r\n Bloggs\r\n <joe@example.com>"),
+            one("\"Joe Bloggs\"", "\"joe\"", "\"example.com\"")
+        );
+        // Empty lists and empty elements.
+        assert_eq!(addrs(" "), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+        assert_eq!(addrs(", a@b ,, "), one("NIL", "\"a\"", "\"b\""));
+        // An empty group and a name with 8-bit octets (sent as a literal).
+        assert_eq!(
+            addrs("Empty:;, J\u{f6}rg <j@x>"),
+            "(NIL NIL NIL NIL NIL ((NIL NIL \"Empty\" NIL)(NIL NIL NIL NIL)({5}\r\nJ\u{f6}rg NIL \"j\" \"x\")) NIL NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn body_structure_of_a_single_part() {
+        let m = fixture("simple.eml");
+        assert_eq!(
+            bs(&m, false),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 102 2)"
+        );
+        assert_eq!(
+            bs(&m, true),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 102 2 NIL NIL NIL NIL)"
+        );
+        // No Content-Type: text/plain; charset=us-ascii (RFC 2045), and a last line
+        // without CRLF still counts.
+        let m = fixture("nodate.eml");
+        assert_eq!(
+            bs(&m, false),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 61 2)"
+        );
+        let m = fixture("encoded.eml");
+        assert_eq!(
+            bs(&m, false),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"BASE64\" 34 1)"
+        );
+    }
+
+    #[test]
+    fn body_structure_of_an_alternative() {
+        let m = fixture("alternative.eml");
+        assert_eq!(
+            bs(&m, false),
+            concat!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 18 1)",
+                "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 34 1) \"ALTERNATIVE\")"
+            )
+        );
+        assert_eq!(
+            bs(&m, true),
+            concat!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 18 1 ",
+                "NIL NIL NIL NIL)",
+                "(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 34 1 NIL NIL NIL NIL) ",
+                "\"ALTERNATIVE\" (\"BOUNDARY\" \"alt-b\") NIL NIL NIL)"
+            )
+        );
+        // The sizes are those of the octets between the delimiters.
+        assert_eq!(sect(&m, "1").unwrap().len(), 18);
+        assert_eq!(sect(&m, "2").unwrap(), "<p>Caf&eacute; at <b>noon</b>?</p>");
+    }
+
+    #[test]
+    fn body_structure_of_a_mixed_message_with_a_forwarded_one() {
+        let m = fixture("mixed.eml");
+        let inner_env = concat!(
+            "(\"Sun, 01 Feb 2026 12:00:00 +0000\" \"=?ISO-8859-1?Q?Caf=E9?= notes\" ",
+            "((\"Eve\" NIL \"eve\" \"example.org\")) ((\"Eve\" NIL \"eve\" \"example.org\")) ",
+            "((\"Eve\" NIL \"eve\" \"example.org\")) ((\"Carol\" NIL \"carol\" \"example.com\")) ",
+            "NIL NIL NIL \"<inner@example.org>\")"
+        );
+        assert_eq!(
+            bs(&m, false),
+            format!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 24 1)\
+                 (\"APPLICATION\" \"PDF\" (\"NAME\" \"report.pdf\") \"<report@example.com>\" \
+                 \"Quarterly report\" \"BASE64\" 24)\
+                 (\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 388 {inner_env} \
+                 ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 11 1)\
+                 (\"IMAGE\" \"PNG\" NIL NIL NIL \"BASE64\" 12) \"MIXED\") 18) \"MIXED\")"
+            )
+        );
+        assert_eq!(
+            bs(&m, true),
+            format!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 24 1 NIL NIL NIL NIL)\
+                 (\"APPLICATION\" \"PDF\" (\"NAME\" \"report.pdf\") \"<report@example.com>\" \
+                 \"Quarterly report\" \"BASE64\" 24 \"Q2hlY2sgSW50ZWdyaXR5IQ==\" \
+                 (\"ATTACHMENT\" (\"FILENAME\" \"report.pdf\")) (\"en\" \"fr\") \
+                 \"http://example.com/report.pdf\")\
+                 (\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 388 {inner_env} \
+                 ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 11 1 NIL NIL NIL NIL)\
+                 (\"IMAGE\" \"PNG\" NIL NIL NIL \"BASE64\" 12 NIL NIL NIL NIL) \"MIXED\" \
+                 (\"BOUNDARY\" \"inner\") NIL NIL NIL) 18 NIL NIL NIL NIL) \
+                 \"MIXED\" (\"BOUNDARY\" \"outer\") NIL \"en\" NIL)"
+            )
+        );
+        // 388 octets, 18 lines: the forwarded message up to the CRLF before `--outer--`.
+        let forwarded = sect(&m, "3").unwrap();
+        assert_eq!(forwarded.len(), 388);
+        assert_eq!(forwarded.matches('\n').count(), 18);
+        assert!(forwarded.starts_with("From: Eve") && forwarded.ends_with("--inner--\r\n"));
+    }
+
+    #[test]
+    fn sections_of_a_multipart_message() {
+        let m = fixture("mixed.eml");
+        let raw = std::fs::read(fixture_path("mixed.eml")).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        assert_eq!(sect(&m, "").unwrap(), raw);
+        let (header, text) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
+        assert_eq!(sect(&m, "HEADER").unwrap(), header);
+        assert_eq!(sect(&m, "TEXT").unwrap(), text);
+        assert_eq!(sect(&m, "1").unwrap(), "See the attached report.");
+        assert_eq!(
+            sect(&m, "1.MIME").unwrap(),
+            "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        );
+        assert_eq!(sect(&m, "2").unwrap(), "JVBERi0xLjQKJcfsj6IKCg==");
+        assert!(sect(&m, "2.MIME")
+            .unwrap()
+            .ends_with("Content-Location: http://example.com/\r\n report.pdf\r\n\r\n"));
+        // The message/rfc822 part: its MIME header, and the encapsulated message's header,
+        // text and parts.
+        assert_eq!(
+            sect(&m, "3.MIME").unwrap(),
+            "Content-Type: message/rfc822\r\n\r\n"
+        );
+        let inner_header = concat!(
+            "From: Eve <eve@example.org>\r\nTo: Carol <carol@example.com>\r\n",
+            "Subject: =?ISO-8859-1?Q?Caf=E9?= notes\r\n",
+            "Date: Sun, 01 Feb 2026 12:00:00 +0000\r\nMessage-ID: <inner@example.org>\r\n",
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n"
+        );
+        assert_eq!(sect(&m, "3.HEADER").unwrap(), inner_header);
+        let inner_text = sect(&m, "3.TEXT").unwrap();
+        assert_eq!(
+            format!("{inner_header}{inner_text}"),
+            sect(&m, "3").unwrap()
+        );
+        assert!(inner_text.starts_with("--inner\r\n") && inner_text.ends_with("--inner--\r\n"));
+        assert_eq!(sect(&m, "3.1").unwrap(), "Inner text.");
+        assert_eq!(
+            sect(&m, "3.1.MIME").unwrap(),
+            "Content-Type: text/plain\r\n\r\n"
+        );
+        assert_eq!(sect(&m, "3.2").unwrap(), "iVBORw0KGgo=");
+        assert_eq!(
+            sect(&m, "3.2.MIME").unwrap(),
+            "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        );
+        assert_eq!(
+            sect(&m, "3.HEADER.FIELDS (Subject)").unwrap(),
+            "Subject: =?ISO-8859-1?Q?Caf=E9?= notes\r\n\r\n"
+        );
+        assert_eq!(
+            sect(&m, "3.HEADER.FIELDS.NOT (From To Date Message-ID)").unwrap(),
+            concat!(
+                "Subject: =?ISO-8859-1?Q?Caf=E9?= notes\r\nMIME-Version: 1.0\r\n",
+                "Content-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n"
+            )
+        );
+        // Sections that do not exist: no part 4 or 3.3, no HEADER/TEXT of a part that is not
+        // message/rfc822, no parts inside a leaf.
+        for missing in [
+            "4",
+            "3.3",
+            "3.1.1",
+            "1.HEADER",
+            "1.TEXT",
+            "2.HEADER.FIELDS (To)",
+            "1.1",
+        ] {
+            assert_eq!(sect(&m, missing), None, "{missing}");
+        }
+        // Header field names match case-insensitively; the fields come in message order.
+        assert_eq!(
+            sect(&m, "HEADER.FIELDS (subject TO)").unwrap(),
+            "To: Dave <dave@example.com>\r\nSubject: Report and a forwarded note\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn sections_of_a_single_part_message() {
+        let m = fixture("simple.eml");
+        let raw = String::from_utf8(std::fs::read(fixture_path("simple.eml")).unwrap()).unwrap();
+        let (header, text) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
+        // RFC 3501 6.4.5: part 1 of a non-multipart message is its body.
+        assert_eq!(sect(&m, "1").unwrap(), text);
+        assert_eq!(sect(&m, "TEXT").unwrap(), text);
+        assert_eq!(sect(&m, "1.MIME").unwrap(), header);
+        assert_eq!(sect(&m, "HEADER").unwrap(), header);
+        assert_eq!(sect(&m, "2"), None);
+        assert_eq!(sect(&m, "1.1"), None);
+        assert_eq!(sect(&m, "1.HEADER"), None);
+    }
+
+    #[test]
+    fn header_fields_keep_folding_and_end_with_the_empty_line() {
+        let m = fixture("nodate.eml");
+        assert_eq!(
+            sect(&m, "HEADER.FIELDS (x-long)").unwrap(),
+            "X-Long: first part\r\n  second part\r\n\tthird part\r\n\r\n"
+        );
+        assert_eq!(
+            sect(&m, "HEADER.FIELDS.NOT (X-LONG from)").unwrap(),
+            "X-Other: value\r\nTo: someone@example.org\r\n\r\n"
+        );
+        assert_eq!(sect(&m, "HEADER.FIELDS (Subject)").unwrap(), "\r\n");
+        assert!(matches!(
+            m.section(&section("HEADER.FIELDS (To)")),
+            SectionData::Owned(_)
+        ));
+        assert!(matches!(m.section(&section("1")), SectionData::Range(_)));
+    }
+
+    #[test]
+    fn message_rfc822_with_a_single_part_body() {
+        let m = ParsedMessage::from_bytes(
+            concat!(
+                "Subject: outer\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+                "--b\r\n\r\nfirst\r\n",
+                "--b\r\nContent-Type: message/rfc822\r\n\r\n",
+                "Subject: inner\r\n\r\ninner body\r\n",
+                "--b--\r\n"
+            )
+            .as_bytes()
+            .to_vec(),
+        );
+        assert_eq!(sect(&m, "1").unwrap(), "first");
+        assert_eq!(sect(&m, "2").unwrap(), "Subject: inner\r\n\r\ninner body");
+        assert_eq!(sect(&m, "2.HEADER").unwrap(), "Subject: inner\r\n\r\n");
+        assert_eq!(sect(&m, "2.TEXT").unwrap(), "inner body");
+        // Part 1 of the encapsulated (non-multipart) message is its body.
+        assert_eq!(sect(&m, "2.1").unwrap(), "inner body");
+        assert_eq!(sect(&m, "2.2"), None);
+        assert_eq!(
+            bs(&m, false),
+            concat!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 5 1)",
+                "(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 28 ",
+                "(NIL \"inner\" NIL NIL NIL NIL NIL NIL NIL NIL) ",
+                "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 10 1) 3) \"MIXED\")"
+            )
+        );
+    }
+
+    #[test]
+    fn multipart_edge_cases() {
+        let parse = |s: &str| ParsedMessage::from_bytes(s.as_bytes().to_vec());
+        // A line that only starts with the boundary is not a delimiter; a missing close
+        // delimiter ends the last part at the end of the message; transport padding is allowed.
+        let m = parse(concat!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+            "preamble\r\n--b  \r\n\r\none\r\n--bb\r\n--b\r\n\r\ntwo\r\n"
+        ));
+        assert_eq!(sect(&m, "1").unwrap(), "one\r\n--bb");
+        assert_eq!(sect(&m, "2").unwrap(), "two\r\n");
+        // No boundary parameter: one empty part, so BODYSTRUCTURE stays well-formed.
+        let m = parse("Content-Type: multipart/mixed\r\n\r\nbody\r\n");
+        assert_eq!(
+            bs(&m, false),
+            "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0) \"MIXED\")"
+        );
+        // In a digest, parts default to message/rfc822; an empty part is allowed.
+        let m = parse(concat!(
+            "Content-Type: multipart/digest; boundary=d\r\n\r\n",
+            "--d\r\n\r\nSubject: a\r\n\r\nA\r\n--d\r\n--d--\r\n"
+        ));
+        let got = bs(&m, false);
+        assert!(
+            got.starts_with("((\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 15 (NIL \"a\" "),
+            "{got}"
+        );
+        assert_eq!(sect(&m, "1.1").unwrap(), "A");
+        assert_eq!(sect(&m, "2").unwrap(), "");
+        // An encoded message/rfc822 is not looked into.
+        let m = parse(concat!(
+            "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+            "U3ViamVjdDogeA0KDQp5DQo=\r\n"
+        ));
+        assert_eq!(
+            bs(&m, false),
+            "(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"BASE64\" 26)"
+        );
+        // A message that is all header: empty TEXT.
+        let m = parse("Subject: x\r\n");
+        assert_eq!(sect(&m, "HEADER").unwrap(), "Subject: x\r\n");
+        assert_eq!(sect(&m, "TEXT").unwrap(), "");
+        // Nesting deeper than MAX_NESTING is not followed.
+        let mut deep = String::new();
+        for i in 0..MAX_NESTING + 5 {
+            deep.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        deep.push_str("\r\nleaf\r\n");
+        let m = parse(&deep);
+        assert!(bs(&m, true).starts_with("(((((("));
+    }
+
+    #[test]
+    fn bare_lf_files_are_served_with_crlf() {
+        let m = ParsedMessage::from_bytes(b"Subject: x\n\nline 1\nline 2\n".to_vec());
+        assert_eq!(m.bytes(), b"Subject: x\r\n\r\nline 1\r\nline 2\r\n");
+        assert_eq!(
+            bs(&m, false),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 16 2)"
+        );
+        // CRLF files are kept as they are.
+        let m = ParsedMessage::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
+        assert_eq!(m.bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    #[test]
+    fn large_messages_are_mapped() {
+        let dir = std::env::temp_dir().join(format!("ironpost-mime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.eml");
+        let mut data = b"Subject: big\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        let header_len = data.len();
+        while data.len() < 2 * MMAP_THRESHOLD as usize {
+            data.extend_from_slice(
+                b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc\r\n",
+            );
+        }
+        std::fs::write(&path, &data).unwrap();
+        let m = ParsedMessage::open(File::open(&path).unwrap()).unwrap();
+        assert!(matches!(m.raw, Storage::Mapped(_)));
+        assert_eq!(m.bytes(), &data[..]);
+        assert_eq!(
+            m.section(&section("TEXT")),
+            SectionData::Range(header_len..data.len())
+        );
+        let lines = (data.len() - header_len) / 63;
+        assert_eq!(
+            bs(&m, false),
+            format!(
+                "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" {} {lines})",
+                data.len() - header_len
+            )
+        );
+        // A small one is read.
+        let m = fixture("simple.eml");
+        assert!(matches!(m.raw, Storage::Heap(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn decoded_text_for_search() {
+        let m = fixture("encoded.eml");
+        assert_eq!(m.header_text(b"subject"), ["Grüße aus München"]);
+        assert_eq!(m.body_texts(), ["Die Straße ist schön.\n"]);
+        assert!(m.header_text(b"From")[0].contains("Jörg Müller"));
+        assert_eq!(m.sent_date(), Date::new(2026, 1, 1));
+        let m = fixture("alternative.eml");
+        let texts = m.body_texts();
+        assert_eq!(texts[0], "Café at noon?");
+        assert!(texts[1].contains("Café at noon?"), "{texts:?}");
+        let m = fixture("mixed.eml");
+        // Text parts of the forwarded message count; the attachments do not.
+        let texts = m.body_texts();
+        assert_eq!(texts.len(), 3);
+        assert_eq!(texts[0], "See the attached report.");
+        assert!(texts[1].starts_with(
+            "From: Eve <eve@example.org>\nTo: Carol <carol@example.com>\nSubject: Café notes\n"
+        ));
+        assert_eq!(texts[2], "Inner text.");
+        assert!(m
+            .all_header_text()
+            .contains("Subject: Report and a forwarded note\n"));
+        assert_eq!(fixture("nodate.eml").sent_date(), None);
     }
 }

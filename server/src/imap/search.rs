@@ -204,3 +204,337 @@ fn needle(s: &IString<'_>) -> String {
 fn contains(haystack: &str, lower_needle: &str) -> bool {
     lower_needle.is_empty() || haystack.to_lowercase().contains(lower_needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::mime::tests::fixture_path;
+    use ironpost_core::imap::{parse_command, CommandBody, Limits};
+    use std::fs::File;
+
+    const KEYWORDS: &[&str] = &["$Forwarded", "Work"];
+
+    fn meta(flags: SystemFlags) -> MessageMeta<'static> {
+        MessageMeta {
+            seq: 12,
+            uid: 1001,
+            flags,
+            keywords: KEYWORDS,
+            recent: false,
+            size: 493,
+            // 17-Jul-1996 09:44:25 UTC.
+            internal_date: 837_596_665,
+        }
+    }
+
+    const CTX: SearchContext = SearchContext {
+        max_seq: 20,
+        max_uid: 2000,
+    };
+
+    fn criteria(keys: &str) -> Vec<SearchKey<'static>> {
+        let line = format!("a SEARCH {keys}\r\n");
+        let (_, cmd) = parse_command(line.as_bytes(), &Limits::default()).unwrap();
+        match cmd.body {
+            CommandBody::Search { criteria, .. } => {
+                criteria.into_iter().map(SearchKey::into_owned).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn search_with(name: &str, m: &MessageMeta<'_>, keys: &str) -> bool {
+        let mut cache = None;
+        matches(
+            &criteria(keys),
+            &CTX,
+            m,
+            fixture_path(name).as_path(),
+            &mut cache,
+        )
+        .unwrap()
+    }
+
+    fn search(name: &str, keys: &str) -> bool {
+        search_with(name, &meta(SystemFlags::SEEN), keys)
+    }
+
+    #[test]
+    fn flag_keys() {
+        let m = meta(SystemFlags::SEEN.union(SystemFlags::ANSWERED));
+        let t = |keys: &str| search_with("simple.eml", &m, keys);
+        for yes in [
+            "ALL",
+            "ANSWERED",
+            "SEEN",
+            "UNDELETED",
+            "UNDRAFT",
+            "UNFLAGGED",
+            "OLD",
+        ] {
+            assert!(t(yes), "{yes}");
+        }
+        for no in [
+            "DELETED",
+            "DRAFT",
+            "FLAGGED",
+            "UNANSWERED",
+            "UNSEEN",
+            "RECENT",
+            "NEW",
+        ] {
+            assert!(!t(no), "{no}");
+        }
+        let m = meta(
+            SystemFlags::DELETED
+                .union(SystemFlags::DRAFT)
+                .union(SystemFlags::FLAGGED),
+        );
+        let mut recent = m;
+        recent.recent = true;
+        let t = |keys: &str| search_with("simple.eml", &recent, keys);
+        for yes in [
+            "DELETED",
+            "DRAFT",
+            "FLAGGED",
+            "UNSEEN",
+            "UNANSWERED",
+            "RECENT",
+            "NEW",
+        ] {
+            assert!(t(yes), "{yes}");
+        }
+        assert!(!t("OLD"));
+        // NEW is RECENT and UNSEEN.
+        let mut seen_recent = meta(SystemFlags::SEEN);
+        seen_recent.recent = true;
+        assert!(!search_with("simple.eml", &seen_recent, "NEW"));
+    }
+
+    #[test]
+    fn keyword_keys() {
+        assert!(search("simple.eml", "KEYWORD work"));
+        assert!(search("simple.eml", "KEYWORD $forwarded"));
+        assert!(!search("simple.eml", "KEYWORD $Junk"));
+        assert!(search("simple.eml", "UNKEYWORD $Junk"));
+        assert!(!search("simple.eml", "UNKEYWORD Work"));
+    }
+
+    #[test]
+    fn size_keys() {
+        assert!(search("simple.eml", "LARGER 492"));
+        assert!(!search("simple.eml", "LARGER 493"));
+        assert!(search("simple.eml", "SMALLER 494"));
+        assert!(!search("simple.eml", "SMALLER 493"));
+    }
+
+    #[test]
+    fn internal_date_keys_compare_dates_only() {
+        for (keys, want) in [
+            ("ON 17-Jul-1996", true),
+            ("ON 16-Jul-1996", false),
+            ("BEFORE 17-Jul-1996", false),
+            ("BEFORE 18-Jul-1996", true),
+            ("SINCE 17-Jul-1996", true),
+            ("SINCE 18-Jul-1996", false),
+            ("SINCE 1-Jan-1990 BEFORE 1-Jan-2000", true),
+        ] {
+            assert_eq!(search("simple.eml", keys), want, "{keys}");
+        }
+        // The last second of a day is still on that day.
+        let mut m = meta(SystemFlags::SEEN);
+        m.internal_date = Date::new(1996, 7, 18).unwrap().days_from_epoch() * 86_400 - 1;
+        assert!(search_with("simple.eml", &m, "ON 17-Jul-1996"));
+        assert!(search_with("simple.eml", &m, "BEFORE 18-Jul-1996"));
+    }
+
+    #[test]
+    fn sent_date_keys_use_the_date_as_written() {
+        // Wed, 17 Jul 1996 02:23:25 -0700.
+        assert!(search("simple.eml", "SENTON 17-Jul-1996"));
+        assert!(search(
+            "simple.eml",
+            "SENTSINCE 17-Jul-1996 SENTBEFORE 18-Jul-1996"
+        ));
+        assert!(!search("simple.eml", "SENTBEFORE 17-Jul-1996"));
+        assert!(!search("simple.eml", "SENTSINCE 18-Jul-1996"));
+        // Mon, 02 Mar 2026 23:30:00 -0800 is 3 March in UTC, but was sent on 2 March.
+        assert!(search("alternative.eml", "SENTON 2-Mar-2026"));
+        assert!(!search("alternative.eml", "SENTON 3-Mar-2026"));
+        // Thu, 1 Jan 2026 00:30:00 +0200 was 31 December in UTC.
+        assert!(search("encoded.eml", "SENTON 1-Jan-2026"));
+        // No Date: no sent-date key matches.
+        for keys in [
+            "SENTON 1-Jan-2026",
+            "SENTBEFORE 1-Jan-3000",
+            "SENTSINCE 1-Jan-1900",
+        ] {
+            assert!(!search("nodate.eml", keys), "{keys}");
+        }
+        assert!(search("nodate.eml", "NOT SENTBEFORE 1-Jan-3000"));
+    }
+
+    #[test]
+    fn address_and_subject_keys() {
+        assert!(search("simple.eml", "FROM terry"));
+        assert!(search("simple.eml", "FROM \"GRAY@CAC\""));
+        assert!(!search("simple.eml", "FROM klensin"));
+        assert!(search("simple.eml", "TO imap@"));
+        assert!(search("simple.eml", "CC \"John Klensin\""));
+        assert!(search("simple.eml", "CC cnri"));
+        assert!(!search("simple.eml", "BCC x"));
+        assert!(search("group.eml", "BCC hidden"));
+        assert!(search("group.eml", "TO undisclosed"));
+        assert!(search("group.eml", "CC \"b. ob\""));
+        assert!(search("simple.eml", "SUBJECT \"wg MTG\""));
+        assert!(!search("simple.eml", "SUBJECT lunch"));
+        assert!(!search("nodate.eml", "SUBJECT \"\""), "no Subject field");
+        assert!(search("simple.eml", "SUBJECT \"\""));
+    }
+
+    #[test]
+    fn header_key() {
+        assert!(search("simple.eml", "HEADER Message-ID b27397"));
+        assert!(search("simple.eml", "HEADER mime-version \"\""));
+        assert!(!search("simple.eml", "HEADER X-Missing \"\""));
+        // A folded field is searched unfolded.
+        assert!(search("nodate.eml", "HEADER X-Long \"second part\""));
+        assert!(!search("nodate.eml", "HEADER X-Other \"second\""));
+    }
+
+    #[test]
+    fn utf8_substrings_on_decoded_text() {
+        // Encoded words are decoded; matching folds case beyond ASCII.
+        assert!(search("encoded.eml", "CHARSET UTF-8 SUBJECT {7+}\r\ngrüße"));
+        assert!(search("encoded.eml", "CHARSET UTF-8 FROM {7+}\r\nMÜLLER"));
+        assert!(search("encoded.eml", "TO {6+}\r\nrenée"));
+        assert!(search("encoded.eml", "TO \"smith, john\""));
+        // The header of a forwarded message is body text of the message around it.
+        assert!(search("mixed.eml", "BODY {5+}\r\ncafé"));
+        assert!(search("mixed.eml", "TEXT \"eve@example\""));
+        assert!(!search("mixed.eml", "FROM eve"));
+        // Base64 and quoted-printable bodies are decoded.
+        assert!(search("encoded.eml", "BODY {7+}\r\nSTRAßE"));
+        assert!(search("alternative.eml", "BODY {8+}\r\nCafé at"));
+        assert!(!search("alternative.eml", "BODY Caf=C3"));
+        // HTML is searched as text.
+        assert!(search("alternative.eml", "BODY \"at noon\""));
+        assert!(!search("alternative.eml", "BODY eacute"));
+    }
+
+    #[test]
+    fn body_and_text_keys() {
+        assert!(search("simple.eml", "BODY \"meet at 3:30\""));
+        assert!(!search("simple.eml", "BODY Terry"));
+        assert!(search("simple.eml", "TEXT Terry"));
+        assert!(search("simple.eml", "TEXT \"3:30 TOMORROW\""));
+        assert!(!search("simple.eml", "TEXT nowhere"));
+        // Text parts of a forwarded message count; attachments and MIME headers do not.
+        assert!(search("mixed.eml", "BODY \"inner text\""));
+        assert!(!search("mixed.eml", "BODY JVBER"));
+        assert!(!search("mixed.eml", "BODY Quarterly"));
+        assert!(search("nodate.eml", "BODY \"no newline\""));
+    }
+
+    #[test]
+    fn sequence_and_uid_sets() {
+        let t = |keys: &str| search("simple.eml", keys);
+        // seq 12 of 20, UID 1001 of at most 2000.
+        assert!(t("12"));
+        assert!(t("1:5,10:*"));
+        assert!(t("*:12"));
+        assert!(!t("13:*"));
+        assert!(!t("*"));
+        assert!(t("UID 1000:*"));
+        assert!(t("UID 1001"));
+        assert!(!t("UID 1002:*"));
+        assert!(!t("UID *"));
+        let mut last = meta(SystemFlags::SEEN);
+        last.seq = 20;
+        last.uid = 2000;
+        assert!(search_with("simple.eml", &last, "*"));
+        assert!(search_with("simple.eml", &last, "UID *"));
+        assert!(
+            search_with("simple.eml", &last, "UID 3000:*"),
+            "`3000:*` is 2000:3000"
+        );
+    }
+
+    #[test]
+    fn not_or_and_nesting() {
+        let t = |keys: &str| search("simple.eml", keys);
+        assert!(t("OR FROM nobody SUBJECT minutes"));
+        assert!(t("OR SUBJECT minutes FROM nobody"));
+        assert!(!t("OR FROM nobody SUBJECT nothing"));
+        assert!(t("NOT FROM nobody"));
+        assert!(!t("NOT SEEN"));
+        assert!(t("NOT NOT SEEN"));
+        assert!(t("(SEEN FROM terry)"));
+        assert!(!t("(SEEN FROM nobody)"));
+        assert!(t("NOT (SEEN FLAGGED)"));
+        assert!(t("OR (FROM nobody TO imap) (SUBJECT minutes NOT DELETED)"));
+        assert!(!t("OR (FROM nobody TO imap) (SUBJECT minutes DELETED)"));
+        assert!(t("OR NOT (OR DELETED DRAFT) FROM nobody 12 UID 1001"));
+        assert!(t("SEEN NOT OR DELETED (FLAGGED UNSEEN) OR 1:3 NOT 5:7"));
+        assert!(!t("ALL SEEN 12 NOT TEXT terry"));
+    }
+
+    #[test]
+    fn the_message_is_read_only_when_needed() {
+        let never = || -> Result<File, std::io::Error> { panic!("the message was opened") };
+        let unseen = meta(SystemFlags::empty());
+        let run = |m: &MessageMeta<'_>, keys: &str| {
+            let mut cache = None;
+            let r = matches(&criteria(keys), &CTX, m, &never, &mut cache).unwrap();
+            assert!(cache.is_none());
+            r
+        };
+        assert!(run(
+            &unseen,
+            "UNSEEN 1:20 UID 1:* LARGER 10 SINCE 1-Jan-1990 KEYWORD Work"
+        ));
+        // A false key decides an AND, a true one an OR, whatever the others.
+        assert!(!run(&unseen, "FROM terry SEEN BODY x"));
+        assert!(run(&unseen, "OR BODY x UNSEEN"));
+        assert!(!run(&unseen, "NOT OR UNSEEN SUBJECT x"));
+        assert!(!needs_message(&criteria("UNSEEN OR 1 NOT (UID 5 DRAFT)")));
+        assert!(needs_message(&criteria(
+            "UNSEEN OR 1 NOT (UID 5 HEADER X y)"
+        )));
+        // Otherwise the message is parsed once and kept.
+        let mut cache = None;
+        let path = fixture_path("simple.eml");
+        assert!(matches(
+            &criteria("UNSEEN FROM terry"),
+            &CTX,
+            &unseen,
+            path.as_path(),
+            &mut cache
+        )
+        .unwrap());
+        assert!(cache.is_some());
+        assert!(matches(
+            &criteria("BODY tomorrow"),
+            &CTX,
+            &unseen,
+            &never,
+            &mut cache
+        )
+        .unwrap());
+        // A message that cannot be read is an error, not a non-match.
+        let gone = || -> Result<File, crate::mailstore::MailstoreError> {
+            Err(crate::mailstore::MailstoreError::Expunged { uid: 1001 })
+        };
+        assert!(matches(&criteria("FROM x"), &CTX, &unseen, &gone, &mut None).is_err());
+    }
+
+    #[test]
+    fn charsets() {
+        for ok in ["UTF-8", "utf-8", "US-ASCII", "us-ascii"] {
+            assert!(charset_supported(ok), "{ok}");
+        }
+        for bad in ["ISO-8859-1", "UTF8", "", "KOI8-R"] {
+            assert!(!charset_supported(bad), "{bad}");
+        }
+    }
+}
