@@ -1655,6 +1655,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn parameters_with_rfc2231_continuations_and_charsets() {
+        let m = ParsedMessage::from_bytes(
+            concat!(
+                "Content-Type: application/octet-stream; name*0=\"long\"; name*1=\"name.bin\";\r\n",
+                " x-Extra=\"a b\" (comment)\r\n",
+                "Content-Disposition: inline;\r\n filename*=UTF-8''r%C3%A9sum%C3%A9.pdf; size=3\r\n",
+                "Content-Language: de-CH\r\n",
+                "\r\nabc"
+            )
+            .as_bytes()
+            .to_vec(),
+        );
+        assert_eq!(
+            bs(&m, true),
+            concat!(
+                "(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"longname.bin\" \"X-EXTRA\" \"a b\") ",
+                "NIL NIL \"7BIT\" 3 NIL (\"INLINE\" (\"FILENAME\" {12}\r\nr\u{e9}sum\u{e9}.pdf \"SIZE\" \"3\")) ",
+                "\"de-CH\" NIL)"
+            )
+        );
+    }
+
+    #[test]
     fn bare_lf_files_are_served_with_crlf() {
         let m = ParsedMessage::from_bytes(b"Subject: x\n\nline 1\nline 2\n".to_vec());
         assert_eq!(m.bytes(), b"Subject: x\r\n\r\nline 1\r\nline 2\r\n");

@@ -172,6 +172,8 @@ impl Eval<'_, '_> {
                     self.header_contains(name.as_bytes(), s)?
                 }
             }
+            // An empty string matches every message (even one without text parts).
+            Body(s) | Text(s) if s.is_empty() => true,
             Body(s) => {
                 let needle = needle(s);
                 self.msg?.body_texts().iter().any(|t| contains(t, &needle))
@@ -434,6 +436,13 @@ mod tests {
         assert!(!search("mixed.eml", "BODY JVBER"));
         assert!(!search("mixed.eml", "BODY Quarterly"));
         assert!(search("nodate.eml", "BODY \"no newline\""));
+        let image_only =
+            ParsedMessage::from_bytes(b"Content-Type: image/png\r\n\r\nxyz\r\n".to_vec());
+        let mut cache = Some(image_only);
+        let m = meta(SystemFlags::SEEN);
+        let never = || -> Result<File, std::io::Error> { panic!("the message was opened") };
+        assert!(matches(&criteria("BODY \"\""), &CTX, &m, &never, &mut cache).unwrap());
+        assert!(!matches(&criteria("BODY xyz"), &CTX, &m, &never, &mut cache).unwrap());
     }
 
     #[test]
