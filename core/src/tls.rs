@@ -44,6 +44,14 @@ pub enum TlsError {
     Io(#[from] std::io::Error),
 }
 
+/// rustls keeps at most 64 KiB of unsent output by default and refuses the rest; the runtime
+/// already bounds what it takes from `transmit`, so a large response (an IMAP FETCH) must go
+/// into rustls whole.
+fn unbounded(mut tls: ServerConnection) -> ServerConnection {
+    tls.set_buffer_limit(None);
+    tls
+}
+
 /// A protocol session behind optional TLS.
 pub struct Connection<P> {
     proto: P,
@@ -71,7 +79,7 @@ impl<P: Protocol> Connection<P> {
 
     /// A connection that is TLS from the first byte (ports 465, 993, 995).
     pub fn implicit_tls(proto: P, tls_config: Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let tls = ServerConnection::new(tls_config.clone())?;
+        let tls = unbounded(ServerConnection::new(tls_config.clone())?);
         let mut conn = Connection::plain(proto, Some(tls_config));
         conn.tls = Some(tls);
         Ok(conn)
@@ -199,7 +207,7 @@ impl<P: Protocol> Connection<P> {
             return;
         };
         match ServerConnection::new(cfg) {
-            Ok(tls) => self.tls = Some(tls),
+            Ok(tls) => self.tls = Some(unbounded(tls)),
             Err(e) => self.failed = Some(e.into()),
         }
     }

@@ -210,3 +210,53 @@ fn quit_inside_tls_ends_with_close_notify() {
     let mut buf = [0u8; 16];
     assert_eq!(client.reader().read(&mut buf).unwrap(), 0);
 }
+
+#[test]
+fn output_larger_than_rustls_default_buffer_is_sent_whole() {
+    use ironpost_core::imap::session::{Session as ImapSession, SessionConfig as ImapConfig};
+    let (server_cfg, client_cfg) = configs();
+    let now = Instant::now();
+    let session = ImapSession::new(Arc::new(ImapConfig::default()), true, now);
+    let mut server = Connection::implicit_tls(session, server_cfg).unwrap();
+    let mut client =
+        rustls::ClientConnection::new(client_cfg, ServerName::try_from("mx.test").unwrap())
+            .unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut plain = Vec::new();
+    let mut sent_big = false;
+    for _ in 0..1000 {
+        let mut to_server = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut to_server).unwrap();
+        }
+        server.receive(now, &to_server);
+        if !client.is_handshaking() && !sent_big {
+            // One response much larger than rustls's default 64 KiB buffer.
+            server.protocol_mut().write(&big);
+            sent_big = true;
+        }
+        let mut to_client = Vec::new();
+        server.transmit(&mut to_client);
+        if to_server.is_empty() && to_client.is_empty() && sent_big {
+            break;
+        }
+        let mut rd = &to_client[..];
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).unwrap();
+            client.process_new_packets().unwrap();
+            // The client's own plaintext buffer is bounded: read as it goes.
+            let mut buf = [0u8; 65536];
+            loop {
+                match client.reader().read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => plain.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+    let greeting_end = plain.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    assert_eq!(plain.len() - greeting_end, big.len());
+    assert!(plain[greeting_end..] == big[..]);
+}
