@@ -3,6 +3,7 @@
 //! opens a socket or a file, reads a clock or spawns a thread.
 
 pub mod imap;
+pub mod pop3;
 pub mod service;
 pub mod smtp;
 pub mod tls;
