@@ -135,12 +135,26 @@ def test_argon2id_accounts(make_server):
     assert auth_ok(server, "frank@example.test", "frank-pw-wrong") == 535
 
 
-def test_sha512_crypt_with_rounds(make_server):
+def test_sha512_crypt_fixed_salt_and_explicit_rounds(make_server):
+    lines = []
     out = subprocess.run(["openssl", "passwd", "-6", "-salt", "abcdefgh", "gina-pw"],
                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    server = make_server(account_lines=[f"gina@example.test|{{SHA512-CRYPT}}{out}"])
+    lines.append(f"gina@example.test|{{SHA512-CRYPT}}{out}")
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # the `$6$rounds=N$` form, as some tools write it
+        rounds = crypt.crypt("ivan-pw", "$6$rounds=6000$saltsaltsalt$")
+        assert rounds.startswith("$6$rounds=6000$")
+        lines.append(f"ivan@example.test|{{SHA512-CRYPT}}{rounds}")
+    except ImportError:
+        rounds = None
+    server = make_server(account_lines=lines)
     assert auth_ok(server, "gina@example.test", "gina-pw") == 235
     assert auth_ok(server, "gina@example.test", "gina-PW") == 535
+    if rounds:
+        assert auth_ok(server, "ivan@example.test", "ivan-pw") == 235
 
 
 def test_email_add_cli_creates_a_working_account(make_server):
