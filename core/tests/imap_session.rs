@@ -359,3 +359,14 @@ fn append_over_the_size_limit_is_refused_before_the_data() {
     );
     assert!(h.s.is_closed());
 }
+
+#[test]
+fn authenticate_plain_cannot_act_as_another_user() {
+    let (mut h, _) = H::new(true);
+    let r = h.send(b"a AUTHENTICATE PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(
+        r,
+        "a NO [AUTHORIZATIONFAILED] Cannot act as another user\r\n"
+    );
+    assert!(h.events.is_empty());
+}

@@ -811,3 +811,23 @@ fn large_body_streams_in_bounded_chunks() {
     );
     assert!(h.s.buffered_input() < 64 * 1024);
 }
+
+#[test]
+fn auth_plain_cannot_act_as_another_user() {
+    let mut h = Harness::with(submission(), true);
+    h.ehlo();
+    // authzid "bob", authcid "alice": refused without asking the application.
+    assert_eq!(
+        h.send(b"AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n"),
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    assert!(!h
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::Auth { .. })));
+    // The same identity twice is fine.
+    assert_eq!(
+        h.send(b"AUTH PLAIN YWxpY2UAYWxpY2UAc2VjcmV0\r\n"),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+}

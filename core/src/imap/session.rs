@@ -749,17 +749,31 @@ impl Session {
         };
         let creds = decoded.and_then(|d| {
             let mut parts = d.split(|&b| b == 0);
-            let (_authzid, user, pass) = (parts.next()?, parts.next()?, parts.next()?);
+            let (authzid, user, pass) = (parts.next()?, parts.next()?, parts.next()?);
             if parts.next().is_some() || user.is_empty() {
                 return None;
             }
+            // No user may act as another (RFC 4616 2).
+            let acts_as_other = !authzid.is_empty() && !authzid.eq_ignore_ascii_case(user);
             Some((
+                acts_as_other,
                 String::from_utf8(user.to_vec()).ok()?,
                 String::from_utf8(pass.to_vec()).ok()?,
             ))
         });
         match creds {
-            Some((user, pass)) => self.login(tag, user, pass),
+            Some((false, user, pass)) => self.login(tag, user, pass),
+            Some((true, ..)) => {
+                self.auth_failures += 1;
+                self.no(
+                    &tag,
+                    Some("AUTHORIZATIONFAILED"),
+                    "Cannot act as another user",
+                );
+                if self.auth_failures >= self.config.max_auth_failures {
+                    self.bye("Too many authentication failures");
+                }
+            }
             None => self.bad_command(Some(&tag), "Malformed PLAIN response"),
         }
     }

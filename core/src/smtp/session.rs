@@ -1095,6 +1095,23 @@ impl Session {
         if user.is_empty() {
             return self.bad_credentials_syntax();
         }
+        // No user may act as another (RFC 4616 2): an authorization identity is only
+        // accepted when it names the authenticating user.
+        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(user) {
+            self.mode = Mode::Commands;
+            self.auth_failures += 1;
+            self.reply(Reply::ext(
+                535,
+                5,
+                7,
+                8,
+                "Authentication credentials invalid",
+            ));
+            if self.auth_failures >= self.config.max_auth_failures {
+                self.close_with(Reply::ext(421, 4, 7, 0, "Too many failed authentications"));
+            }
+            return;
+        }
         self.mode = Mode::Pending(Pending::Auth);
         self.pending_user = Some(user.to_string());
         self.events.push_back(Event::Auth {
