@@ -10,11 +10,14 @@ use hashbrown::HashMap;
 use crate::config::Config;
 use crate::directory::DirectoryHandle;
 use crate::maildir::Store;
+use crate::mailstore::MailStore;
 
 pub struct App {
     pub config: Config,
     pub directory: DirectoryHandle,
     pub store: Store,
+    /// The mail store IMAP reads (one mailbox registry per process).
+    pub mail: MailStore,
     pub tls: Arc<rustls::ServerConfig>,
     connections: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -25,12 +28,14 @@ impl App {
         config: Config,
         directory: DirectoryHandle,
         store: Store,
+        mail: MailStore,
         tls: Arc<rustls::ServerConfig>,
     ) -> Self {
         App {
             config,
             directory,
             store,
+            mail,
             tls,
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),

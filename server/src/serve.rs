@@ -12,7 +12,9 @@ use ironpost_runtime_smol as rt_smol;
 use crate::app::App;
 use crate::config::{Config, RuntimeKind};
 use crate::directory::DirectoryHandle;
+use crate::imap::handler::ImapFactory;
 use crate::maildir::Store;
+use crate::mailstore::MailStore;
 use crate::smtp::{Role, SmtpFactory};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum ServeError {
     Directory(#[from] crate::directory::DirectoryError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("mail store: {0}")]
+    MailStore(#[from] crate::mailstore::MailstoreError),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -52,38 +56,51 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         Ok(n) => tracing::info!(files = n, "removed temporary files left by an earlier run"),
         Err(e) => tracing::warn!(error = %e, "could not clean temporary files"),
     }
-    let app = Arc::new(App::new(config, directory, store, tls));
+    let mail = MailStore::open(&config.data_dir, &config.hostname)?;
+    let app = Arc::new(App::new(config, directory, store, mail, tls));
 
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     let c = &app.config;
+    let smtp = |role: Role| -> (&'static str, Arc<dyn HandlerFactory>) {
+        (role.name(), Arc::new(SmtpFactory::new(app.clone(), role)))
+    };
+    let imap = |implicit| -> (&'static str, Arc<dyn HandlerFactory>) {
+        let f = ImapFactory::new(app.clone(), implicit);
+        (f.name(), Arc::new(f))
+    };
     let roles = [
-        (Role::Smtp, c.smtp.enabled, &c.smtp.listen),
-        (Role::Submission, c.submission.enabled, &c.submission.listen),
+        (c.smtp.enabled, &c.smtp.listen, smtp(Role::Smtp)),
         (
-            Role::Submissions,
+            c.submission.enabled,
+            &c.submission.listen,
+            smtp(Role::Submission),
+        ),
+        (
             c.submissions.enabled,
             &c.submissions.listen,
+            smtp(Role::Submissions),
         ),
+        (c.imap.enabled, &c.imap.listen, imap(false)),
+        (c.imaps.enabled, &c.imaps.listen, imap(true)),
     ];
-    for (role, enabled, addrs) in roles {
+    for (enabled, addrs, (name, factory)) in roles {
         if !enabled {
             continue;
         }
-        let factory: Arc<dyn HandlerFactory> = Arc::new(SmtpFactory::new(app.clone(), role));
         for &addr in addrs {
             let l = TcpListener::bind(addr).map_err(|source| ServeError::Bind {
-                listener: role.name(),
+                listener: name,
                 addr,
                 source,
             })?;
             let local = l.local_addr().map_err(|source| ServeError::Bind {
-                listener: role.name(),
+                listener: name,
                 addr,
                 source,
             })?;
-            tracing::info!(listener = role.name(), address = %local, "listening");
-            bound.push((role.name(), local));
+            tracing::info!(listener = name, address = %local, "listening");
+            bound.push((name, local));
             listeners.push((l, factory.clone()));
         }
     }

@@ -312,7 +312,12 @@ impl SmtpHandler {
             if finish {
                 let result = match (writer, error) {
                     (_, Some(e)) => Err(e),
-                    (Some(w), None) => w.commit().map(|_| ()),
+                    (Some(w), None) => w.commit().map(|files| {
+                        // IMAP sessions watching these mailboxes look again.
+                        for f in &files {
+                            app.mail.registry().notify_delivered(f);
+                        }
+                    }),
                     (None, None) => Ok(()),
                 };
                 return Box::new(Done::Committed(result)) as JobOutput;

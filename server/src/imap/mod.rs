@@ -8,6 +8,7 @@
 //! Everything here blocks (it reads message files): call it from a worker thread.
 
 pub mod fetch;
+pub mod handler;
 pub mod mime;
 pub mod search;
 

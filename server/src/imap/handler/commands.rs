@@ -1,0 +1,1059 @@
+//! The store side of IMAP commands: what each command does to the account and its selected
+//! mailbox, and the response bytes it produces. Everything here blocks (disk, fsync) and runs
+//! in jobs on worker threads; the connection handler only moves the results to the session.
+//!
+//! Untagged updates about changes made elsewhere (other sessions, deliveries) are appended at
+//! the end of every command that has a mailbox selected, where RFC 3501 7.4.1 allows them:
+//! EXPUNGE never during FETCH, STORE or SEARCH (their UID forms may), everything else always.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ironpost_core::imap::encode::{
+    self, Code, Data, FetchWriter, ListItem, MailboxAttr, StatusValue,
+};
+use ironpost_core::imap::session::Status;
+use ironpost_core::imap::{
+    CommandBody, DateTime, FetchAttr, FetchItems, Flag, IString, ListReturn, ListSelect, Mailbox,
+    SearchKey, SequenceSet, StatusItems, StoreAction,
+};
+
+use crate::imap::fetch::{needs_message, will_set_seen, FetchError, FetchOptions, MessageMeta};
+use crate::imap::search::{charset_supported, matches, SearchContext};
+use crate::imap::write_fetch;
+use crate::mailstore::{
+    pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
+    SpecialUse, StoreOp, SystemFlags, DELIMITER,
+};
+
+/// What a session holds of the store: its account (fixed at login) and the selected
+/// mailbox. Moved into each job and handed back with the result.
+pub struct Mail {
+    pub account: Account,
+    pub view: Option<MailboxView>,
+}
+
+/// How a command ends: untagged response bytes, then the tagged status.
+#[derive(Debug)]
+pub struct Reply {
+    pub out: Vec<u8>,
+    pub status: Status,
+    /// A response code without its brackets (`APPENDUID 17 4`).
+    pub code: Option<String>,
+    pub text: String,
+    /// The selected mailbox was deleted or renamed elsewhere, or its UIDs were reset: the
+    /// session has to end after the tagged response.
+    pub gone: bool,
+}
+
+impl Reply {
+    pub fn ok(out: Vec<u8>, code: Option<String>, text: impl Into<String>) -> Reply {
+        Reply {
+            out,
+            status: Status::Ok,
+            code,
+            text: text.into(),
+            gone: false,
+        }
+    }
+
+    pub fn no(code: Option<&str>, text: impl Into<String>) -> Reply {
+        Reply {
+            out: Vec::new(),
+            status: Status::No,
+            code: code.map(str::to_owned),
+            text: text.into(),
+            gone: false,
+        }
+    }
+
+    pub fn bad(text: impl Into<String>) -> Reply {
+        Reply {
+            out: Vec::new(),
+            status: Status::Bad,
+            code: None,
+            text: text.into(),
+            gone: false,
+        }
+    }
+
+    /// A tagged NO for a store error. I/O errors are logged and not described to the
+    /// client (they name server paths).
+    pub fn store_error(e: &MailstoreError) -> Reply {
+        let text = match e {
+            MailstoreError::Io { .. } | MailstoreError::InvalidAccount { .. } => {
+                tracing::error!(error = %e, "mail store error");
+                "Internal error; try again later".to_string()
+            }
+            _ => e.to_string(),
+        };
+        Reply::no(Some(e.response_code()), text)
+    }
+}
+
+/// The capabilities the store gives the session, advertised once logged in.
+pub const STORE_CAPABILITIES: &[&str] = &["UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE"];
+
+/// Charsets SEARCH accepts, for `[BADCHARSET (...)]`.
+pub const SEARCH_CHARSETS: &[&str] = &["UTF-8", "US-ASCII"];
+
+// ---------------------------------------------------------------------------------------
+// Names, sets and flags
+
+/// A mailbox name from the wire (modified UTF-7) as UTF-8; the store validates it further.
+pub fn mailbox_name(mb: &Mailbox<'_>) -> Result<String, Reply> {
+    match mb {
+        Mailbox::Inbox => Ok("INBOX".to_owned()),
+        Mailbox::Other(_) => mb
+            .decode()
+            .map(Cow::into_owned)
+            .map_err(|_| Reply::no(Some("CANNOT"), "Invalid mailbox name encoding")),
+    }
+}
+
+fn utf7_arg(s: &IString<'_>) -> Option<String> {
+    ironpost_core::imap::utf7::decode_bytes(s.as_bytes())
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// The sequence numbers (ascending, distinct) a set names: message sequence numbers, or for
+/// a UID command the messages whose UIDs are in it (UIDs that do not exist are skipped).
+pub fn resolve_set(
+    view: &MailboxView,
+    set: &SequenceSet<'_>,
+    uid: bool,
+) -> Result<Vec<u32>, Reply> {
+    let messages = view.messages();
+    let mut seqs = Vec::new();
+    if uid {
+        let largest = messages.last().map_or(0, |m| m.uid);
+        for r in set.iter() {
+            let (lo, hi) = r.bounds(largest);
+            let start = messages.partition_point(|m| m.uid < lo);
+            let end = messages.partition_point(|m| m.uid <= hi);
+            seqs.extend((start..end.max(start)).map(|i| i as u32 + 1));
+        }
+    } else {
+        let exists = view.exists();
+        for r in set.iter() {
+            if exists == 0 && set.uses_largest() {
+                continue;
+            }
+            let (lo, hi) = r.bounds(exists);
+            if lo == 0 || hi > exists {
+                return Err(Reply::bad("Invalid message sequence number"));
+            }
+            seqs.extend(lo..=hi);
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(seqs)
+}
+
+/// System flags and keywords of a flag list (STORE, APPEND). `\Recent` cannot be set by a
+/// client and is ignored; other `\` flags are an error.
+pub fn split_flags(flags: &[Flag<'_>]) -> Result<(SystemFlags, Vec<String>), Reply> {
+    let mut system = SystemFlags::empty();
+    let mut keywords = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Seen => system.insert(SystemFlags::SEEN),
+            Flag::Answered => system.insert(SystemFlags::ANSWERED),
+            Flag::Flagged => system.insert(SystemFlags::FLAGGED),
+            Flag::Deleted => system.insert(SystemFlags::DELETED),
+            Flag::Draft => system.insert(SystemFlags::DRAFT),
+            Flag::Recent => {}
+            Flag::Keyword(k) => {
+                if !keywords.iter().any(|x: &String| x.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.to_string());
+                }
+            }
+            Flag::Extension(_) => return Err(Reply::bad(format!("Invalid system flag {f}"))),
+        }
+    }
+    Ok((system, keywords))
+}
+
+fn system_flags<'a>(f: SystemFlags, out: &mut Vec<Flag<'a>>) {
+    for (bit, flag) in [
+        (SystemFlags::ANSWERED, Flag::Answered),
+        (SystemFlags::FLAGGED, Flag::Flagged),
+        (SystemFlags::DELETED, Flag::Deleted),
+        (SystemFlags::SEEN, Flag::Seen),
+        (SystemFlags::DRAFT, Flag::Draft),
+    ] {
+        if f.contains(bit) {
+            out.push(flag);
+        }
+    }
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]`.
+fn write_flags(out: &mut Vec<u8>, view: &MailboxView) {
+    let mut flags: Vec<Flag<'_>> = Vec::new();
+    let mut all = SystemFlags::empty();
+    for f in [
+        SystemFlags::ANSWERED,
+        SystemFlags::FLAGGED,
+        SystemFlags::DELETED,
+        SystemFlags::SEEN,
+        SystemFlags::DRAFT,
+    ] {
+        all.insert(f);
+    }
+    let mut sys = Vec::new();
+    system_flags(all, &mut sys);
+    flags.extend(sys);
+    flags.extend(
+        view.keywords()
+            .into_iter()
+            .map(|k| Flag::Keyword(Cow::Borrowed(k))),
+    );
+    Data::Flags(&flags).write_to(out);
+    if view.read_only() {
+        encode::status(
+            out,
+            None,
+            encode::Status::Ok,
+            Some(&Code::PermanentFlags {
+                flags: &[],
+                new_keywords: false,
+            }),
+            "No permanent flags permitted",
+        );
+    } else {
+        encode::status(
+            out,
+            None,
+            encode::Status::Ok,
+            Some(&Code::PermanentFlags {
+                flags: &flags,
+                new_keywords: view.can_create_keywords(),
+            }),
+            "Flags permitted",
+        );
+    }
+}
+
+/// `* n FETCH (UID u FLAGS (...))` for one message.
+pub fn write_flags_fetch(out: &mut Vec<u8>, view: &MailboxView, seq: u32) {
+    let Some(m) = view.message(seq) else { return };
+    let names = view.keyword_names(m.keywords);
+    let meta = MessageMeta::from_info(seq, m, &names);
+    let mut w = FetchWriter::begin(out, seq);
+    w.uid(out, m.uid);
+    w.flags(out, &meta.imap_flags());
+    w.finish(out);
+}
+
+/// The untagged responses for what changed, in the order [`Changes`] prescribes.
+pub fn write_changes(out: &mut Vec<u8>, view: &MailboxView, ch: &Changes) {
+    for &seq in &ch.expunged {
+        Data::Expunge(seq).write_to(out);
+    }
+    if let Some(n) = ch.exists {
+        Data::Exists(n).write_to(out);
+    }
+    if let Some(n) = ch.recent {
+        Data::Recent(n).write_to(out);
+    }
+    if ch.keywords {
+        write_flags(out, view);
+    }
+    for &seq in &ch.flags {
+        write_flags_fetch(out, view, seq);
+    }
+}
+
+/// Brings the selected mailbox up to date and writes what changed. Returns false when the
+/// mailbox is gone (deleted, renamed, UIDVALIDITY reset): the view is dropped and the
+/// session must end.
+pub fn sync(mail: &mut Mail, out: &mut Vec<u8>, allow_expunge: bool) -> bool {
+    let Some(view) = mail.view.as_mut() else {
+        return true;
+    };
+    match view.refresh(allow_expunge) {
+        Ok(ch) => {
+            write_changes(out, view, &ch);
+            true
+        }
+        Err(MailstoreError::MailboxGone | MailstoreError::UidValidityChanged) => {
+            mail.view = None;
+            false
+        }
+        Err(e) => {
+            tracing::warn!(user = mail.account.user(), error = %e, "cannot refresh the selected mailbox");
+            true
+        }
+    }
+}
+
+/// Finishes a command that had a mailbox selected: pending updates, then the reply.
+fn finish(mail: &mut Mail, mut reply: Reply, allow_expunge: bool) -> Reply {
+    let mut updates = Vec::new();
+    if !sync(mail, &mut updates, allow_expunge) {
+        reply.gone = true;
+    }
+    reply.out.extend_from_slice(&updates);
+    reply
+}
+
+fn system_time(date: &DateTime) -> SystemTime {
+    let secs = date.to_unix();
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+
+/// Runs one command (anything but FETCH, which goes in batches, and APPEND, which streams).
+pub fn execute(mail: &mut Mail, cmd: &CommandBody<'_>) -> Reply {
+    use CommandBody as C;
+    match cmd {
+        C::Select { mailbox } => select(mail, mailbox, false),
+        C::Examine { mailbox } => select(mail, mailbox, true),
+        C::Create { mailbox } => simple(mail, mailbox, "CREATE", |a, n| a.create(n)),
+        C::Delete { mailbox } => simple(mail, mailbox, "DELETE", |a, n| a.delete(n)),
+        C::Rename { from, to } => {
+            let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(r), _) | (_, Err(r)) => return with_updates(mail, r),
+            };
+            let r = match mail.account.rename(&from, &to) {
+                Ok(()) => Reply::ok(Vec::new(), None, "RENAME completed"),
+                Err(e) => Reply::store_error(&e),
+            };
+            with_updates(mail, r)
+        }
+        C::Subscribe { mailbox } => {
+            simple(mail, mailbox, "SUBSCRIBE", |a, n| a.subscribe(n).map(drop))
+        }
+        C::Unsubscribe { mailbox } => simple(mail, mailbox, "UNSUBSCRIBE", |a, n| {
+            a.unsubscribe(n).map(drop)
+        }),
+        C::List {
+            reference,
+            patterns,
+            select,
+            ret,
+        } => {
+            let r = list(mail, reference, patterns, *select, *ret);
+            with_updates(mail, r)
+        }
+        C::Lsub { reference, pattern } => {
+            let r = lsub(mail, reference, pattern);
+            with_updates(mail, r)
+        }
+        C::Status { mailbox, items } => {
+            let r = status(mail, mailbox, *items);
+            with_updates(mail, r)
+        }
+        C::Noop => finish(mail, Reply::ok(Vec::new(), None, "NOOP completed"), true),
+        C::Check => finish(mail, Reply::ok(Vec::new(), None, "CHECK completed"), true),
+        C::Close => {
+            if let Some(view) = mail.view.as_mut() {
+                if !view.read_only() {
+                    // RFC 3501 6.4.2: silently, no EXPUNGE responses.
+                    if let Err(e) = view.expunge(None) {
+                        tracing::warn!(user = mail.account.user(), error = %e, "CLOSE could not expunge");
+                    }
+                }
+            }
+            mail.view = None;
+            Reply::ok(Vec::new(), None, "CLOSE completed")
+        }
+        C::Unselect => {
+            mail.view = None;
+            Reply::ok(Vec::new(), None, "UNSELECT completed")
+        }
+        C::Expunge => expunge(mail, None),
+        C::UidExpunge(set) => expunge(mail, Some(set)),
+        C::Store {
+            uid,
+            set,
+            action,
+            silent,
+            flags,
+        } => store(mail, *uid, set, *action, *silent, flags),
+        C::Copy { uid, set, mailbox } => copy(mail, *uid, set, mailbox, false),
+        C::Move { uid, set, mailbox } => copy(mail, *uid, set, mailbox, true),
+        C::Search {
+            uid,
+            charset,
+            criteria,
+        } => search(mail, *uid, charset.as_ref(), criteria),
+        other => Reply::bad(format!("{} is not available here", other.name())),
+    }
+}
+
+/// A command that does not depend on the selected mailbox: updates follow if one is.
+fn with_updates(mail: &mut Mail, reply: Reply) -> Reply {
+    if mail.view.is_some() {
+        finish(mail, reply, true)
+    } else {
+        reply
+    }
+}
+
+fn simple(
+    mail: &mut Mail,
+    mailbox: &Mailbox<'_>,
+    name: &str,
+    op: impl FnOnce(&Account, &str) -> Result<(), MailstoreError>,
+) -> Reply {
+    let r = match mailbox_name(mailbox) {
+        Ok(n) => match op(&mail.account, &n) {
+            Ok(()) => Reply::ok(Vec::new(), None, format!("{name} completed")),
+            Err(e) => Reply::store_error(&e),
+        },
+        Err(r) => r,
+    };
+    with_updates(mail, r)
+}
+
+fn select(mail: &mut Mail, mailbox: &Mailbox<'_>, read_only: bool) -> Reply {
+    // RFC 3501 6.3.1: the old mailbox is deselected whether or not the new one opens.
+    mail.view = None;
+    let name = match mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let opened = if read_only {
+        mail.account.examine(&name)
+    } else {
+        mail.account.select(&name)
+    };
+    let view = match opened {
+        Ok(v) => v,
+        Err(e) => return Reply::store_error(&e),
+    };
+    let mut out = Vec::with_capacity(512);
+    write_flags(&mut out, &view);
+    Data::Exists(view.exists()).write_to(&mut out);
+    Data::Recent(view.recent()).write_to(&mut out);
+    if let Some(n) = view.first_unseen() {
+        encode::status(
+            &mut out,
+            None,
+            encode::Status::Ok,
+            Some(&Code::Unseen(n)),
+            &format!("Message {n} is first unseen"),
+        );
+    }
+    encode::status(
+        &mut out,
+        None,
+        encode::Status::Ok,
+        Some(&Code::UidValidity(view.uidvalidity())),
+        "UIDs valid",
+    );
+    encode::status(
+        &mut out,
+        None,
+        encode::Status::Ok,
+        Some(&Code::UidNext(view.uidnext())),
+        "Predicted next UID",
+    );
+    let (code, text) = if read_only {
+        ("READ-ONLY", "EXAMINE completed")
+    } else {
+        ("READ-WRITE", "SELECT completed")
+    };
+    mail.view = Some(view);
+    Reply::ok(out, Some(code.to_owned()), text)
+}
+
+/// RFC 3501 6.3.8: the reference and the pattern together make the name pattern.
+fn full_pattern(reference: &str, pattern: &str) -> String {
+    if reference.is_empty() {
+        return pattern.to_owned();
+    }
+    if reference.ends_with(DELIMITER) && pattern.starts_with(DELIMITER) {
+        return format!("{reference}{}", &pattern[1..]);
+    }
+    format!("{reference}{pattern}")
+}
+
+fn attributes(info: &MailboxInfo, lsub: bool, subscribed: bool) -> Vec<MailboxAttr<'static>> {
+    let mut a = Vec::with_capacity(4);
+    if info.nonexistent && !lsub {
+        a.push(MailboxAttr::NonExistent);
+    } else if info.noselect || info.nonexistent {
+        a.push(MailboxAttr::NoSelect);
+    }
+    if !info.nonexistent {
+        a.push(if info.has_children {
+            MailboxAttr::HasChildren
+        } else {
+            MailboxAttr::HasNoChildren
+        });
+    }
+    if subscribed && info.subscribed {
+        a.push(MailboxAttr::Subscribed);
+    }
+    if let Some(u) = info.special_use {
+        a.push(match u {
+            SpecialUse::Sent => MailboxAttr::Sent,
+            SpecialUse::Drafts => MailboxAttr::Drafts,
+            SpecialUse::Trash => MailboxAttr::Trash,
+            SpecialUse::Junk => MailboxAttr::Junk,
+        });
+    }
+    a
+}
+
+fn list(
+    mail: &mut Mail,
+    reference: &IString<'_>,
+    patterns: &[IString<'_>],
+    select: ListSelect,
+    ret: ListReturn,
+) -> Reply {
+    let Some(reference) = utf7_arg(reference) else {
+        return Reply::bad("Invalid reference name encoding");
+    };
+    let mut pats = Vec::with_capacity(patterns.len());
+    for p in patterns {
+        match utf7_arg(p) {
+            Some(p) => pats.push(p),
+            None => return Reply::bad("Invalid mailbox pattern encoding"),
+        }
+    }
+    let mut out = Vec::new();
+    // RFC 3501 6.3.8: an empty pattern asks for the delimiter and the root.
+    if pats.len() == 1 && pats[0].is_empty() {
+        Data::List(ListItem {
+            attributes: &[MailboxAttr::NoSelect],
+            delimiter: Some(DELIMITER),
+            name: "",
+        })
+        .write_to(&mut out);
+        return Reply::ok(out, None, "LIST completed");
+    }
+    let listed = if select.subscribed {
+        mail.account.list_subscribed()
+    } else {
+        mail.account.list()
+    };
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => return Reply::store_error(&e),
+    };
+    let full: Vec<String> = pats
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| full_pattern(&reference, p))
+        .collect();
+    for info in &listed {
+        if !full.iter().any(|p| pattern_matches(p, &info.name)) {
+            continue;
+        }
+        if select.special_use && info.special_use.is_none() {
+            continue;
+        }
+        let attrs = attributes(info, false, ret.subscribed || select.subscribed);
+        Data::List(ListItem {
+            attributes: &attrs,
+            delimiter: Some(DELIMITER),
+            name: &info.name,
+        })
+        .write_to(&mut out);
+        if let Some(items) = ret.status {
+            if !info.noselect && !info.nonexistent {
+                if let Ok(st) = mail.account.status(&info.name) {
+                    write_status(&mut out, &info.name, &st, items);
+                }
+            }
+        }
+    }
+    Reply::ok(out, None, "LIST completed")
+}
+
+fn lsub(mail: &mut Mail, reference: &IString<'_>, pattern: &IString<'_>) -> Reply {
+    let (Some(reference), Some(pattern)) = (utf7_arg(reference), utf7_arg(pattern)) else {
+        return Reply::bad("Invalid mailbox name encoding");
+    };
+    let mut out = Vec::new();
+    if pattern.is_empty() {
+        return Reply::ok(out, None, "LSUB completed");
+    }
+    let full = full_pattern(&reference, &pattern);
+    let subs = match mail.account.list_subscribed() {
+        Ok(s) => s,
+        Err(e) => return Reply::store_error(&e),
+    };
+    for info in subs.iter().filter(|i| pattern_matches(&full, &i.name)) {
+        let attrs = attributes(info, true, false);
+        Data::Lsub(ListItem {
+            attributes: &attrs,
+            delimiter: Some(DELIMITER),
+            name: &info.name,
+        })
+        .write_to(&mut out);
+    }
+    Reply::ok(out, None, "LSUB completed")
+}
+
+fn write_status(
+    out: &mut Vec<u8>,
+    name: &str,
+    st: &crate::mailstore::MailboxStatus,
+    items: StatusItems,
+) {
+    let mut values = Vec::with_capacity(5);
+    if items.messages {
+        values.push(StatusValue::Messages(st.messages));
+    }
+    if items.recent {
+        values.push(StatusValue::Recent(st.recent));
+    }
+    if items.uid_next {
+        values.push(StatusValue::UidNext(st.uidnext));
+    }
+    if items.uid_validity {
+        values.push(StatusValue::UidValidity(st.uidvalidity));
+    }
+    if items.unseen {
+        values.push(StatusValue::Unseen(st.unseen));
+    }
+    Data::Status {
+        mailbox: name,
+        items: &values,
+    }
+    .write_to(out);
+}
+
+fn status(mail: &mut Mail, mailbox: &Mailbox<'_>, items: StatusItems) -> Reply {
+    let name = match mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if items.size {
+        return Reply::bad("STATUS SIZE is not supported");
+    }
+    match mail.account.status(&name) {
+        Ok(st) => {
+            let mut out = Vec::new();
+            let shown = mail
+                .account
+                .list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|i| i.name.eq_ignore_ascii_case(&name)))
+                .map_or(name, |i| i.name);
+            write_status(&mut out, &shown, &st, items);
+            Reply::ok(out, None, "STATUS completed")
+        }
+        Err(e) => Reply::store_error(&e),
+    }
+}
+
+fn expunge(mail: &mut Mail, set: Option<&SequenceSet<'_>>) -> Reply {
+    let Some(view) = mail.view.as_mut() else {
+        return Reply::bad("No mailbox selected");
+    };
+    let uids = match set {
+        None => None,
+        Some(set) => match resolve_set(view, set, true) {
+            Ok(seqs) => Some(
+                seqs.iter()
+                    .filter_map(|&s| view.message(s).map(|m| m.uid))
+                    .collect::<Vec<u32>>(),
+            ),
+            Err(r) => return r,
+        },
+    };
+    let r = match view.expunge(uids.as_deref()) {
+        Ok(_) => Reply::ok(Vec::new(), None, "EXPUNGE completed"),
+        Err(MailstoreError::ReadOnly) => Reply::no(None, "Mailbox is read-only"),
+        Err(e) => Reply::store_error(&e),
+    };
+    finish(mail, r, true)
+}
+
+fn store(
+    mail: &mut Mail,
+    uid: bool,
+    set: &SequenceSet<'_>,
+    action: StoreAction,
+    silent: bool,
+    flags: &[Flag<'_>],
+) -> Reply {
+    let Some(view) = mail.view.as_mut() else {
+        return Reply::bad("No mailbox selected");
+    };
+    let seqs = match resolve_set(view, set, uid) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (system, keywords) = match split_flags(flags) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let kw: Vec<&str> = keywords.iter().map(String::as_str).collect();
+    let op = match action {
+        StoreAction::Replace => StoreOp::Replace,
+        StoreAction::Add => StoreOp::Add,
+        StoreAction::Remove => StoreOp::Remove,
+    };
+    let mut expunged = false;
+    let uids: Vec<u32> = seqs
+        .iter()
+        .filter_map(|&s| view.message(s))
+        .filter(|m| {
+            expunged |= m.expunged;
+            !m.expunged
+        })
+        .map(|m| m.uid)
+        .collect();
+    let mut out = Vec::new();
+    let r = match view.store(&uids, op, system, &kw) {
+        Ok(outcome) => {
+            if outcome.keywords {
+                write_flags(&mut out, view);
+            }
+            if !silent {
+                for &seq in &outcome.messages {
+                    write_flags_fetch(&mut out, view, seq);
+                }
+            }
+            if expunged {
+                Reply {
+                    out,
+                    status: Status::No,
+                    code: Some("EXPUNGEISSUED".into()),
+                    text: "Some of the messages no longer exist".into(),
+                    gone: false,
+                }
+            } else {
+                Reply::ok(out, None, "STORE completed")
+            }
+        }
+        Err(MailstoreError::ReadOnly) => Reply::no(None, "Mailbox is read-only"),
+        Err(e) => Reply::store_error(&e),
+    };
+    finish(mail, r, uid)
+}
+
+/// COPY or MOVE (RFC 6851) with COPYUID (RFC 4315).
+fn copy(
+    mail: &mut Mail,
+    uid: bool,
+    set: &SequenceSet<'_>,
+    mailbox: &Mailbox<'_>,
+    moving: bool,
+) -> Reply {
+    let verb = if moving { "MOVE" } else { "COPY" };
+    let Some(view) = mail.view.as_mut() else {
+        return Reply::bad("No mailbox selected");
+    };
+    let dest = match mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let seqs = match resolve_set(view, set, uid) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let uids: Vec<u32> = seqs
+        .iter()
+        .filter_map(|&s| view.message(s))
+        .filter(|m| !m.expunged)
+        .map(|m| m.uid)
+        .collect();
+    if moving && view.read_only() {
+        return finish(mail, Reply::no(None, "Mailbox is read-only"), uid);
+    }
+    let result = if uids.is_empty() {
+        // Still tell a client that named a mailbox that does not exist.
+        match mail.account.status(&dest) {
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    } else if moving {
+        Some(view.move_to(&uids, &dest))
+    } else {
+        Some(view.copy(&uids, &dest))
+    };
+    let mut out = Vec::new();
+    let r = match result {
+        None => Reply::ok(Vec::new(), None, format!("{verb} completed")),
+        Some(Ok(res)) => {
+            let src: Vec<u32> = res.uids.iter().map(|p| p.0).collect();
+            let dst: Vec<u32> = res.uids.iter().map(|p| p.1).collect();
+            let code = (!src.is_empty()).then(|| {
+                let mut c = format!("COPYUID {} ", res.uidvalidity).into_bytes();
+                encode::write_uid_set(&mut c, &src);
+                c.push(b' ');
+                encode::write_uid_set(&mut c, &dst);
+                String::from_utf8(c).expect("digits and punctuation")
+            });
+            if moving {
+                // RFC 6851 4.3: the COPYUID goes in an untagged OK before the EXPUNGEs.
+                if let Some(c) = &code {
+                    out.extend_from_slice(format!("* OK [{c}] Moved\r\n").as_bytes());
+                }
+                Reply::ok(out, None, "MOVE completed")
+            } else {
+                Reply::ok(out, code, "COPY completed")
+            }
+        }
+        Some(Err(MailstoreError::NoSuchMailbox(_))) => Reply::no(
+            Some("TRYCREATE"),
+            format!("Mailbox {dest:?} does not exist"),
+        ),
+        Some(Err(MailstoreError::ReadOnly)) => Reply::no(None, "Mailbox is read-only"),
+        Some(Err(e)) => Reply::store_error(&e),
+    };
+    // MOVE reports its own expunges (RFC 6851 allows EXPUNGE for UID MOVE and MOVE alike).
+    finish(mail, r, uid || moving)
+}
+
+/// SEARCH and UID SEARCH over the selected mailbox.
+fn search(
+    mail: &mut Mail,
+    uid: bool,
+    charset: Option<&IString<'_>>,
+    criteria: &[SearchKey<'_>],
+) -> Reply {
+    let Some(view) = mail.view.as_ref() else {
+        return Reply::bad("No mailbox selected");
+    };
+    if let Some(cs) = charset {
+        if !cs.to_str().is_some_and(charset_supported) {
+            let mut r = Reply::no(None, "Unsupported charset");
+            let mut code = b"BADCHARSET ".to_vec();
+            code.push(b'(');
+            code.extend_from_slice(SEARCH_CHARSETS.join(" ").as_bytes());
+            code.push(b')');
+            r.code = Some(String::from_utf8(code).expect("ASCII"));
+            return r;
+        }
+    }
+    let ctx = SearchContext {
+        max_seq: view.exists(),
+        max_uid: view.messages().last().map_or(0, |m| m.uid),
+    };
+    let mut found = Vec::new();
+    let mut failed = false;
+    for (i, m) in view.messages().iter().enumerate() {
+        let seq = i as u32 + 1;
+        let names = view.keyword_names(m.keywords);
+        let meta = MessageMeta::from_info(seq, m, &names);
+        let muid = m.uid;
+        let open = || view.open_message(muid);
+        match matches(criteria, &ctx, &meta, &open, &mut None) {
+            Ok(true) => found.push(if uid { m.uid } else { seq }),
+            Ok(false) => {}
+            Err(FetchError::Store(MailstoreError::Expunged { .. })) => {}
+            Err(e) => {
+                tracing::warn!(user = mail.account.user(), uid = m.uid, error = %e, "SEARCH cannot read a message");
+                failed = true;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(16 + found.len() * 6);
+    Data::Search(&found).write_to(&mut out);
+    let r = if failed {
+        Reply {
+            out,
+            status: Status::No,
+            code: Some("UNAVAILABLE".into()),
+            text: "Some messages could not be read".into(),
+            gone: false,
+        }
+    } else {
+        Reply::ok(out, None, "SEARCH completed")
+    };
+    finish(mail, r, uid)
+}
+
+/// Messages answered by one FETCH job at most; a job also stops once its output passes
+/// [`FETCH_BATCH_BYTES`], so a large FETCH never sits whole in memory.
+pub const FETCH_BATCH_MESSAGES: usize = 64;
+pub const FETCH_BATCH_BYTES: usize = 512 * 1024;
+
+/// A FETCH in progress, answered in batches.
+pub struct FetchState {
+    pub uid: bool,
+    pub items: FetchItems<'static>,
+    /// Sequence numbers still to answer, in ascending order; `next` indexes into it.
+    pub seqs: Vec<u32>,
+    pub next: usize,
+    /// Some messages had gone (expunged elsewhere) and could not be answered.
+    pub expunged: bool,
+    /// Some messages could not be read.
+    pub failed: bool,
+}
+
+/// Starts a FETCH: resolves the set. `Err` is the command's final reply.
+pub fn fetch_start(
+    mail: &Mail,
+    uid: bool,
+    set: &SequenceSet<'_>,
+    items: FetchItems<'static>,
+) -> Result<FetchState, Reply> {
+    let Some(view) = mail.view.as_ref() else {
+        return Err(Reply::bad("No mailbox selected"));
+    };
+    let seqs = resolve_set(view, set, uid)?;
+    Ok(FetchState {
+        uid,
+        items,
+        seqs,
+        next: 0,
+        expunged: false,
+        failed: false,
+    })
+}
+
+/// Answers the next batch of a FETCH into `out`. Returns the final reply once the last
+/// message is answered (with the pending updates), `None` while more batches remain.
+pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> Option<Reply> {
+    let Some(view) = mail.view.as_mut() else {
+        return Some(Reply::bad("No mailbox selected"));
+    };
+    let mut attrs: Vec<FetchAttr<'_>> = st.items.attrs().into_owned();
+    // RFC 3501 6.4.8: UID FETCH always answers UID (fetch.rs puts it first).
+    attrs.retain(|a| !(st.uid && *a == FetchAttr::Uid));
+    let opts = FetchOptions {
+        uid_command: st.uid,
+        read_only: view.read_only(),
+    };
+    let needs_file = attrs.iter().any(needs_message);
+    // The batch: up to FETCH_BATCH_MESSAGES messages, fewer if their sizes (from the index)
+    // add up to more than FETCH_BATCH_BYTES; always at least one.
+    let mut end = st.next;
+    let mut bytes = 0u64;
+    while end < st.seqs.len() && end - st.next < FETCH_BATCH_MESSAGES {
+        if end > st.next && bytes >= FETCH_BATCH_BYTES as u64 {
+            break;
+        }
+        if needs_file {
+            bytes += view.message(st.seqs[end]).map_or(0, |m| m.size);
+        }
+        end += 1;
+    }
+    // Set \Seen first, so the answer never shows a flag the store failed to keep; the
+    // responses are written from the flags as they were, which makes them show \Seen.
+    let before: Vec<(u32, MessageInfo)> = st.seqs[st.next..end]
+        .iter()
+        .filter_map(|&s| view.message(s).map(|m| (s, *m)))
+        .collect();
+    st.next = end;
+    let to_see: Vec<u32> = before
+        .iter()
+        .filter(|(_, m)| !m.expunged && will_set_seen(m.flags, &attrs, opts.read_only))
+        .map(|(_, m)| m.uid)
+        .collect();
+    let mut seen_failed = false;
+    if !to_see.is_empty() {
+        if let Err(e) = view.store(&to_see, StoreOp::Add, SystemFlags::SEEN, &[]) {
+            tracing::warn!(user = mail.account.user(), error = %e, "FETCH could not set \\Seen");
+            seen_failed = true;
+        }
+    }
+    for (seq, m) in &before {
+        if m.expunged && needs_file {
+            st.expunged = true;
+            continue;
+        }
+        let names = view.keyword_names(m.keywords);
+        let meta = MessageMeta::from_info(*seq, m, &names);
+        let muid = m.uid;
+        let open = || view.open_message(muid);
+        // If storing \Seen failed, answer as a read-only mailbox would: flags as they are.
+        let opts = FetchOptions {
+            read_only: opts.read_only || seen_failed,
+            ..opts
+        };
+        match write_fetch(out, &meta, &open, &attrs, opts) {
+            Ok(_) => {}
+            Err(FetchError::Store(MailstoreError::Expunged { .. })) => st.expunged = true,
+            Err(e) => {
+                tracing::warn!(user = mail.account.user(), uid = m.uid, error = %e, "FETCH cannot read a message");
+                st.failed = true;
+            }
+        }
+    }
+    if st.next < st.seqs.len() {
+        return None;
+    }
+    let r = if st.expunged {
+        Reply::no(
+            Some("EXPUNGEISSUED"),
+            "Some of the requested messages no longer exist",
+        )
+    } else if st.failed {
+        Reply::no(Some("UNAVAILABLE"), "Some messages could not be read")
+    } else {
+        Reply::ok(Vec::new(), None, "FETCH completed")
+    };
+    Some(finish(mail, r, st.uid))
+}
+
+/// APPEND's end: commit the streamed message, then report.
+pub fn append_commit(
+    mail: &mut Mail,
+    writer: crate::mailstore::AppendWriter,
+    flags: SystemFlags,
+    keywords: &[String],
+    date: Option<DateTime>,
+) -> Reply {
+    let kw: Vec<&str> = keywords.iter().map(String::as_str).collect();
+    let r = match writer.commit(flags, &kw, date.as_ref().map(system_time)) {
+        Ok(a) => Reply::ok(
+            Vec::new(),
+            Some(format!("APPENDUID {} {}", a.uidvalidity, a.uid)),
+            "APPEND completed",
+        ),
+        Err(e) => Reply::store_error(&e),
+    };
+    with_updates(mail, r)
+}
+
+/// Opens a mailbox for APPEND; a missing one is answered `[TRYCREATE]` (RFC 3501 6.3.11).
+pub fn append_open(
+    account: &Account,
+    mailbox: &str,
+) -> Result<crate::mailstore::AppendWriter, Reply> {
+    account.append(mailbox).map_err(|e| match e {
+        MailstoreError::NoSuchMailbox(_) => Reply::no(
+            Some("TRYCREATE"),
+            format!("Mailbox {mailbox:?} does not exist"),
+        ),
+        e => Reply::store_error(&e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_join_reference() {
+        assert_eq!(full_pattern("", "*"), "*");
+        assert_eq!(full_pattern("Archive.", "%"), "Archive.%");
+        assert_eq!(full_pattern("Archive.", ".x"), "Archive.x");
+        assert_eq!(full_pattern("Arch", "ive"), "Archive");
+    }
+
+    #[test]
+    fn flags_split_into_system_and_keywords() {
+        let (s, k) = split_flags(&[
+            Flag::Seen,
+            Flag::Keyword("$Junk".into()),
+            Flag::Recent,
+            Flag::Keyword("$junk".into()),
+        ])
+        .unwrap();
+        assert_eq!(s, SystemFlags::SEEN);
+        assert_eq!(k, vec!["$Junk".to_string()]);
+        assert!(split_flags(&[Flag::Extension("Foo".into())]).is_err());
+    }
+}
