@@ -74,6 +74,10 @@ pub struct Config {
     pub imap: Listener,
     /// Port 993: IMAP over implicit TLS.
     pub imaps: Listener,
+    /// Port 110: POP3 with STLS (no USER/PASS/AUTH before TLS); off by default.
+    pub pop3: Listener,
+    /// Port 995: POP3 over implicit TLS; off by default.
+    pub pop3s: Listener,
     /// Blocking worker threads.
     pub workers: usize,
     /// Event loops; 0 means one per core (see [`Config::event_loop_count`]).
@@ -180,6 +184,10 @@ struct RawConfig {
     imap: RawListener,
     #[serde(default)]
     imaps: RawListener,
+    #[serde(default)]
+    pop3: RawListener,
+    #[serde(default)]
+    pop3s: RawListener,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,6 +236,8 @@ const DEFAULT_SUBMISSION_LISTEN: &str = "127.0.0.1:10587";
 const DEFAULT_SUBMISSIONS_LISTEN: &str = "127.0.0.1:10465";
 const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:10143";
 const DEFAULT_IMAPS_LISTEN: &str = "127.0.0.1:10993";
+const DEFAULT_POP3_LISTEN: &str = "127.0.0.1:10110";
+const DEFAULT_POP3S_LISTEN: &str = "127.0.0.1:10995";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -518,6 +528,27 @@ impl Validator<'_> {
                 DEFAULT_IMAPS_LISTEN,
             )?,
         };
+        // docker-mailserver ships POP3 off (ENABLE_POP3=0): both ports are opt-in.
+        let pop3_enabled = raw.pop3.enabled.unwrap_or(false);
+        let pop3 = Listener {
+            enabled: pop3_enabled,
+            listen: self.listen(
+                "pop3.listen",
+                pop3_enabled,
+                raw.pop3.listen,
+                DEFAULT_POP3_LISTEN,
+            )?,
+        };
+        let pop3s_enabled = raw.pop3s.enabled.unwrap_or(false);
+        let pop3s = Listener {
+            enabled: pop3s_enabled,
+            listen: self.listen(
+                "pop3s.listen",
+                pop3s_enabled,
+                raw.pop3s.listen,
+                DEFAULT_POP3S_LISTEN,
+            )?,
+        };
 
         Ok(Config {
             hostname,
@@ -533,6 +564,8 @@ impl Validator<'_> {
             submissions,
             imap,
             imaps,
+            pop3,
+            pop3s,
             workers,
             event_loops,
             runtime,
@@ -693,6 +726,10 @@ mod tests {
         assert_eq!(c.imap.listen, vec!["127.0.0.1:10143".parse().unwrap()]);
         assert!(c.imaps.enabled);
         assert_eq!(c.imaps.listen, vec!["127.0.0.1:10993".parse().unwrap()]);
+        assert!(!c.pop3.enabled, "POP3 is off unless switched on");
+        assert_eq!(c.pop3.listen, vec!["127.0.0.1:10110".parse().unwrap()]);
+        assert!(!c.pop3s.enabled);
+        assert_eq!(c.pop3s.listen, vec!["127.0.0.1:10995".parse().unwrap()]);
     }
 
     #[test]
@@ -743,6 +780,14 @@ listen = ["0.0.0.0:143"]
 [imaps]
 enabled = true
 listen = ["[::]:993", "0.0.0.0:993"]
+
+[pop3]
+enabled = true
+listen = ["0.0.0.0:110"]
+
+[pop3s]
+enabled = true
+listen = ["[::]:995"]
 "#,
         )
         .unwrap();
@@ -786,6 +831,9 @@ listen = ["[::]:993", "0.0.0.0:993"]
             c.imaps.listen,
             vec!["[::]:993".parse().unwrap(), "0.0.0.0:993".parse().unwrap()]
         );
+        assert!(c.pop3.enabled && c.pop3s.enabled);
+        assert_eq!(c.pop3.listen, vec!["0.0.0.0:110".parse().unwrap()]);
+        assert_eq!(c.pop3s.listen, vec!["[::]:995".parse().unwrap()]);
     }
 
     #[test]
@@ -938,6 +986,15 @@ listen = ["[::]:993", "0.0.0.0:993"]
         );
         assert!(parse("[imaps]\nenabled = false\nlisten = []").is_ok());
         assert!(parse("[imap]\nstarttls = true").is_err(), "no such key");
+        let (key, line, _) = invalid("\n[pop3]\nenabled = true\nlisten = []");
+        assert_eq!((key.as_str(), line), ("pop3.listen", 4));
+        assert_eq!(
+            invalid("[pop3s]\nenabled = true\nlisten = []").0,
+            "pop3s.listen"
+        );
+        assert!(parse("[pop3]\nlisten = []").is_ok(), "off, so no address needed");
+        assert!(parse("[pop3]\nstls = true").is_err(), "no such key");
+        assert!(parse("[pop3s]\nenabled = \"yes\"").is_err(), "a boolean");
         assert_eq!(invalid("data_dir = \"\"").0, "data_dir");
     }
 

@@ -8,6 +8,7 @@ pub mod directory;
 pub mod imap;
 pub mod maildir;
 pub mod mailstore;
+pub mod pop3;
 pub mod received;
 pub mod serve;
 pub mod smtp;

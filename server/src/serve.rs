@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::config::{Config, RuntimeKind};
 use crate::directory::DirectoryHandle;
 use crate::imap::handler::ImapFactory;
+use crate::pop3::{MaildropLocks, Pop3Factory};
 use crate::maildir::Store;
 use crate::mailstore::MailStore;
 use crate::smtp::{Role, SmtpFactory};
@@ -69,6 +70,12 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let f = ImapFactory::new(app.clone(), implicit);
         (f.name(), Arc::new(f))
     };
+    // One lock table for both POP3 listeners: one POP3 session per maildrop.
+    let pop3_locks = MaildropLocks::new();
+    let pop3 = |implicit| -> (&'static str, Arc<dyn HandlerFactory>) {
+        let f = Pop3Factory::new(app.clone(), implicit, pop3_locks.clone());
+        (f.name(), Arc::new(f))
+    };
     let roles = [
         (c.smtp.enabled, &c.smtp.listen, smtp(Role::Smtp)),
         (
@@ -83,6 +90,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         ),
         (c.imap.enabled, &c.imap.listen, imap(false)),
         (c.imaps.enabled, &c.imaps.listen, imap(true)),
+        (c.pop3.enabled, &c.pop3.listen, pop3(false)),
+        (c.pop3s.enabled, &c.pop3s.listen, pop3(true)),
     ];
     for (enabled, addrs, (name, factory)) in roles {
         if !enabled {
