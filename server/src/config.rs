@@ -992,7 +992,10 @@ listen = ["[::]:995"]
             invalid("[pop3s]\nenabled = true\nlisten = []").0,
             "pop3s.listen"
         );
-        assert!(parse("[pop3]\nlisten = []").is_ok(), "off, so no address needed");
+        assert!(
+            parse("[pop3]\nlisten = []").is_ok(),
+            "off, so no address needed"
+        );
         assert!(parse("[pop3]\nstls = true").is_err(), "no such key");
         assert!(parse("[pop3s]\nenabled = \"yes\"").is_err(), "a boolean");
         assert_eq!(invalid("data_dir = \"\"").0, "data_dir");

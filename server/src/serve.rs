@@ -13,9 +13,9 @@ use crate::app::App;
 use crate::config::{Config, RuntimeKind};
 use crate::directory::DirectoryHandle;
 use crate::imap::handler::ImapFactory;
-use crate::pop3::{MaildropLocks, Pop3Factory};
 use crate::maildir::Store;
 use crate::mailstore::MailStore;
+use crate::pop3::{MaildropLocks, Pop3Factory};
 use crate::smtp::{Role, SmtpFactory};
 
 #[derive(Debug, thiserror::Error)]
