@@ -843,6 +843,10 @@ fn search(
     let mut failed = false;
     for (i, m) in view.messages().iter().enumerate() {
         let seq = i as u32 + 1;
+        if m.expunged {
+            // Gone already (its EXPUNGE is pending): it matches nothing.
+            continue;
+        }
         let names = view.keyword_names(m.keywords);
         let meta = MessageMeta::from_info(seq, m, &names);
         let muid = m.uid;
@@ -873,9 +877,11 @@ fn search(
     finish(mail, r, uid)
 }
 
-/// Messages answered by one FETCH job at most; a job also stops once its output passes
-/// [`FETCH_BATCH_BYTES`], so a large FETCH never sits whole in memory.
+/// Messages answered by one FETCH job at most when their files are read; a job also stops
+/// once their sizes pass [`FETCH_BATCH_BYTES`], so a large FETCH never sits whole in memory.
 pub const FETCH_BATCH_MESSAGES: usize = 64;
+/// Messages answered by one FETCH job from the index alone (a few dozen octets each).
+pub const FETCH_BATCH_METADATA: usize = 2048;
 pub const FETCH_BATCH_BYTES: usize = 512 * 1024;
 
 /// A FETCH in progress, answered in batches.
@@ -926,11 +932,16 @@ pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> O
         read_only: view.read_only(),
     };
     let needs_file = attrs.iter().any(needs_message);
-    // The batch: up to FETCH_BATCH_MESSAGES messages, fewer if their sizes (from the index)
-    // add up to more than FETCH_BATCH_BYTES; always at least one.
+    // The batch: up to `most` messages, fewer if their sizes (from the index) add up to more
+    // than FETCH_BATCH_BYTES; always at least one.
+    let most = if needs_file {
+        FETCH_BATCH_MESSAGES
+    } else {
+        FETCH_BATCH_METADATA
+    };
     let mut end = st.next;
     let mut bytes = 0u64;
-    while end < st.seqs.len() && end - st.next < FETCH_BATCH_MESSAGES {
+    while end < st.seqs.len() && end - st.next < most {
         if end > st.next && bytes >= FETCH_BATCH_BYTES as u64 {
             break;
         }
@@ -1034,6 +1045,179 @@ pub fn append_open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildir::test_support::TempDir;
+    use crate::mailstore::MailStore;
+    use ironpost_core::imap::{parse_command, Limits};
+
+    fn login(store: &MailStore) -> Mail {
+        Mail {
+            account: store.account("example.org", "alice").unwrap(),
+            view: None,
+        }
+    }
+
+    fn append(mail: &Mail, n: usize) {
+        for i in 0..n {
+            let msg = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+            mail.account
+                .append_from(
+                    "INBOX",
+                    &mut msg.as_bytes(),
+                    SystemFlags::empty(),
+                    &[],
+                    None,
+                )
+                .unwrap();
+        }
+    }
+
+    /// Runs one command line; returns the untagged output and the tagged status line.
+    fn run(mail: &mut Mail, line: &str) -> (String, String) {
+        let input = format!("t {line}\r\n");
+        let (_, cmd) = parse_command(input.as_bytes(), &Limits::DEFAULT).unwrap();
+        let r = match cmd.body {
+            CommandBody::Fetch { uid, set, items } => {
+                let mut st = fetch_start(mail, uid, &set, items.into_owned()).unwrap();
+                let mut out = Vec::new();
+                loop {
+                    if let Some(mut r) = fetch_batch(mail, &mut st, &mut out) {
+                        out.extend_from_slice(&r.out);
+                        r.out = out;
+                        break r;
+                    }
+                }
+            }
+            body => execute(mail, &body),
+        };
+        let status = format!(
+            "{:?}{}",
+            r.status,
+            r.code.map(|c| format!(" [{c}]")).unwrap_or_default()
+        );
+        (String::from_utf8(r.out).unwrap(), status)
+    }
+
+    #[test]
+    fn expunges_wait_for_a_command_that_may_report_them() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        let mut b = login(&store);
+        append(&a, 3);
+        run(&mut a, "SELECT INBOX");
+        run(&mut b, "SELECT INBOX");
+        run(&mut a, "STORE 1 +FLAGS.SILENT (\\Deleted)");
+        assert_eq!(run(&mut a, "EXPUNGE").0, "* 1 EXPUNGE\r\n");
+        // FETCH, STORE and SEARCH by sequence number: no EXPUNGE, numbers unchanged.
+        let (out, _) = run(&mut b, "FETCH 1:3 UID");
+        assert_eq!(
+            out,
+            "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n"
+        );
+        // Now b knows message 1 is gone, but keeps its number; its file cannot be read.
+        let (out, status) = run(&mut b, "FETCH 1 BODY.PEEK[]");
+        assert_eq!((out.as_str(), status.as_str()), ("", "No [EXPUNGEISSUED]"));
+        assert_eq!(run(&mut b, "SEARCH ALL").0, "* SEARCH 2 3\r\n");
+        let (out, status) = run(&mut b, "STORE 1:2 +FLAGS (\\Seen)");
+        assert_eq!(out, "* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n");
+        assert_eq!(status, "No [EXPUNGEISSUED]");
+        // The UID form may report it; then the numbers move.
+        let (out, _) = run(&mut b, "UID SEARCH ALL");
+        assert_eq!(out, "* SEARCH 2 3\r\n* 1 EXPUNGE\r\n");
+        assert_eq!(run(&mut b, "FETCH 1 UID").0, "* 1 FETCH (UID 2)\r\n");
+        // a sees b's \Seen at its next command.
+        assert_eq!(
+            run(&mut a, "NOOP").0,
+            "* 1 FETCH (UID 2 FLAGS (\\Seen \\Recent))\r\n"
+        );
+    }
+
+    #[test]
+    fn fetch_goes_in_bounded_batches_and_sets_seen_first() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut mail = login(&store);
+        append(&mail, FETCH_BATCH_MESSAGES + 10);
+        run(&mut mail, "SELECT INBOX");
+        let set = SequenceSet::parse("1:*").unwrap();
+        let items = FetchItems::Attrs(vec![FetchAttr::BodySection {
+            peek: false,
+            section: Default::default(),
+            partial: None,
+        }]);
+        let mut st = fetch_start(&mail, false, &set, items).unwrap();
+        let mut out = Vec::new();
+        assert!(fetch_batch(&mut mail, &mut st, &mut out).is_none());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches(" FETCH (").count(), FETCH_BATCH_MESSAGES);
+        assert!(text.starts_with("* 1 FETCH (BODY[] {"), "{text}");
+        assert!(text.contains("FLAGS (\\Seen \\Recent)"), "{text}");
+        let mut out = Vec::new();
+        let r = fetch_batch(&mut mail, &mut st, &mut out).expect("the last batch");
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(
+            String::from_utf8(out).unwrap().matches(" FETCH (").count(),
+            10
+        );
+        let view = mail.view.as_ref().unwrap();
+        assert!(view
+            .messages()
+            .iter()
+            .all(|m| m.flags.contains(SystemFlags::SEEN)));
+        // From the index alone: one batch however many.
+        let items = FetchItems::Attrs(vec![FetchAttr::Uid, FetchAttr::Flags]);
+        let mut st = fetch_start(&mail, true, &set, items).unwrap();
+        let mut out = Vec::new();
+        assert!(fetch_batch(&mut mail, &mut st, &mut out).is_some());
+    }
+
+    #[test]
+    fn list_and_select_responses() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut mail = login(&store);
+        assert_eq!(
+            run(&mut mail, "LIST \"\" \"\"").0,
+            "* LIST (\\Noselect) \".\" \"\"\r\n"
+        );
+        run(&mut mail, "CREATE a.b");
+        let (out, _) = run(&mut mail, "LIST \"\" %");
+        assert!(
+            out.contains("* LIST (\\Noselect \\HasChildren) \".\" a\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("* LIST (\\HasNoChildren \\Sent) \".\" Sent\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("a.b"), "{out}");
+        append(&mail, 2);
+        let (out, status) = run(&mut mail, "SELECT INBOX");
+        assert_eq!(status, "Ok [READ-WRITE]");
+        assert!(out.starts_with(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n\
+             * 2 EXISTS\r\n* 2 RECENT\r\n* OK [UNSEEN 1] Message 1 is first unseen\r\n"
+        ), "{out}");
+        assert!(
+            out.ends_with("* OK [UIDNEXT 3] Predicted next UID\r\n"),
+            "{out}"
+        );
+        let (_, status) = run(&mut mail, "SELECT ../bob");
+        assert!(status.starts_with("No [CANNOT]"), "{status}");
+        assert!(
+            mail.view.is_none(),
+            "a failed SELECT leaves nothing selected"
+        );
+        let (_, status) = run(&mut mail, "COPY 1 Nowhere");
+        assert_eq!(status, "Bad", "nothing selected");
+        run(&mut mail, "SELECT INBOX");
+        let (_, status) = run(&mut mail, "COPY 1 Nowhere");
+        assert_eq!(status, "No [TRYCREATE]");
+        let (_, status) = run(&mut mail, "COPY 1:2 Sent");
+        assert!(status.starts_with("Ok [COPYUID "), "{status}");
+        assert!(status.ends_with(" 1:2 1:2]"), "{status}");
+    }
 
     #[test]
     fn patterns_join_reference() {
