@@ -658,13 +658,14 @@ def test_store_flags_and_keywords(server):
 
 
 def test_search(server):
-    deliver(server, make_message("alpha report", sender="ann@remote.test"))
-    deliver(server, make_message("beta", body=b"the secret word is xyzzy\r\n",
-                                 sender="ben@remote.test"))
-    deliver(server, make_message("gamma", sender="ann@remote.test"))
-    server.wait_messages(ALICE, 3)
     m = imaps(server)
     try:
+        # APPEND, not SMTP: UIDs follow the order of the commands.
+        for msg in [make_message("alpha report", sender="ann@remote.test"),
+                    make_message("beta", body=b"the secret word is xyzzy\r\n",
+                                 sender="ben@remote.test"),
+                    make_message("gamma", sender="ann@remote.test")]:
+            ok(m.append("INBOX", None, None, msg))
         ok(m.select("INBOX"))
         ok(m.store("2", "+FLAGS", "\\Seen"))
         assert ok(m.search(None, "ALL"))[0] == b"1 2 3"
