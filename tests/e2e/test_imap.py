@@ -7,6 +7,7 @@ from __future__ import annotations
 import imaplib
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -685,6 +686,7 @@ def test_search(server):
 
 
 def test_copy_and_move_with_copyuid(server):
+    msg = make_message("appended")
     for i in range(4):
         deliver(server, make_message(f"cm {i}"))
     server.wait_messages(ALICE, 4)
@@ -710,8 +712,14 @@ def test_copy_and_move_with_copyuid(server):
                         b"* 2 FETCH (UID 2 FLAGS (\\Recent))\r\n"], resp
         c.ok("SELECT Junk")
         assert c.ok("UID SEARCH ALL") == [b"* SEARCH 1 2 3\r\n"]
+        _, tagged = c.cmd("UID COPY 2:3 Trash")
+        assert re.match(rb"t\d+ OK \[COPYUID \d+ 2:3 3:4\] ", tagged), tagged
+        # An APPEND into the selected mailbox is reported like any new message.
+        untagged_, tagged = c.cmd(b"APPEND Junk {%d+}\r\n" % len(msg) + msg)
+        assert tagged_is(tagged, b"OK [APPENDUID "), tagged
+        assert untagged_ == [b"* 4 EXISTS\r\n", b"* 4 RECENT\r\n"], untagged_
         _, tagged = c.cmd("EXAMINE Junk")
-        assert tagged_is(tagged, b"OK [READ-ONLY]")
+        assert tagged_is(tagged, b"OK [READ-ONLY]"), tagged
         _, tagged = c.cmd("MOVE 1 INBOX")
         assert tagged_is(tagged, b"NO"), tagged
     finally:
@@ -985,3 +993,38 @@ def test_imap_disabled_listeners(make_server):
     s = make_server(config={"imap": {"enabled": False, "listen": ["127.0.0.1:0"]},
                             "imaps": {"enabled": False, "listen": ["127.0.0.1:0"]}})
     assert "imap" not in s.listeners and "imaps" not in s.listeners
+
+
+def test_sigterm_ends_an_idling_session_with_bye(server):
+    c = raw(server)
+    try:
+        c.ok("SELECT INBOX")
+        c.send("i IDLE\r\n")
+        assert c.line().startswith(b"+ ")
+        server.signal(signal.SIGTERM)
+        assert c.line(timeout=5).startswith(b"* BYE")
+        server.expect_exit = True
+        assert server.proc.wait(10) == 0
+    finally:
+        c.close()
+
+
+def test_connection_limit_answered_with_bye(make_server):
+    server = make_server(config={"limits": {"max_connections_per_ip": 1}})
+    first = RawImap(server.port("imap"))
+    try:
+        s = socket.create_connection((LOOPBACK, server.port("imap")), timeout=TIMEOUT)
+        try:
+            s.settimeout(TIMEOUT)
+            got = b""
+            while not got.endswith(b"\r\n"):
+                chunk = s.recv(1024)
+                if not chunk:
+                    break
+                got += chunk
+            assert got.startswith(b"* BYE "), got
+        finally:
+            s.close()
+        assert first.ok("NOOP") == []
+    finally:
+        first.close()
