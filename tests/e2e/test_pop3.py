@@ -154,12 +154,17 @@ def deliver(server, message: bytes, to: str = ALICE, sender: str = "sender@remot
 
 
 def stored(server, address: str = ALICE) -> list[bytes]:
-    """The message files of an INBOX (new/ and cur/), in delivery order (= UID order)."""
+    """The message files of an INBOX (new/ and cur/), sorted by content: the order POP3
+    numbers them in is the store's (UID order), which a test learns from the server."""
     root = server.maildir(address)
-    files = [p for sub in ("new", "cur") if (root / sub).is_dir()
-             for p in (root / sub).iterdir() if p.is_file()]
-    files.sort(key=lambda p: p.name.split(",")[0])
-    return [p.read_bytes() for p in files]
+    return sorted(p.read_bytes() for sub in ("new", "cur") if (root / sub).is_dir()
+                  for p in (root / sub).iterdir() if p.is_file())
+
+
+def whole(p: poplib.POP3, n: int) -> bytes:
+    """Message n as sent, read with TOP (which, unlike RETR, does not count as reading)."""
+    _, lines, _ = p.top(n, 1 << 30)
+    return b"\r\n".join(lines) + b"\r\n"
 
 
 def imap_uids(server, user: str = ALICE) -> tuple[int, list[int]]:
@@ -279,9 +284,11 @@ def test_pop3s_on_995(server):
         assert login(p).startswith(b"+OK Logged in")
         files = stored(server)
         assert p.stat() == (2, sum(len(f) for f in files))
+        by_number = [whole(p, 1), whole(p, 2)]
+        assert sorted(by_number) == files
         _, lines, _ = p.list()
-        assert lines == [f"{i} {len(f)}".encode() for i, f in enumerate(files, 1)]
-        assert p.list(2) == f"+OK 2 {len(files[1])}".encode()
+        assert lines == [f"{i} {len(f)}".encode() for i, f in enumerate(by_number, 1)]
+        assert p.list(2) == f"+OK 2 {len(by_number[1])}".encode()
         assert p.noop().startswith(b"+OK")
         assert p.quit().startswith(b"+OK")
     finally:
@@ -349,16 +356,24 @@ def test_retr_of_a_dot_stuffed_message_is_byte_exact(server):
     deliver(server, small)
     deliver(server, large)
     files = stored(server)
-    assert len(files) == 2 and files[0].endswith(small) and files[1].endswith(large)
+    assert len(files) == 2
+    assert any(f.endswith(small) for f in files) and any(f.endswith(large) for f in files)
 
     # On the wire: the file byte-stuffed, then ".".
+    sent = []
     with RawPop(server) as c:
         c.login()
-        for n, f in enumerate(files, 1):
-            assert c.cmd(f"LIST {n}") == f"+OK {n} {len(f)}\r\n".encode()
-            assert c.cmd(f"RETR {n}") == f"+OK {len(f)} octets\r\n".encode()
-            assert c.multiline() == dot_stuff(f) + b".\r\n", f"message {n}"
+        for n in (1, 2):
+            size = int(c.cmd(f"LIST {n}").split()[2])
+            assert c.cmd(f"RETR {n}") == f"+OK {size} octets\r\n".encode()
+            got = c.multiline()
+            match = [f for f in files if got == dot_stuff(f) + b".\r\n"]
+            assert match, f"message {n}: {got[:300]!r}"
+            assert len(match[0]) == size
+            sent.append(match[0])
         assert c.cmd("QUIT").startswith(b"+OK")
+    assert sorted(sent) == files
+    files = sent
 
     # Through poplib (which undoes the stuffing): the same octets.
     p = pop3s(server)
@@ -381,11 +396,14 @@ def test_pipelined_commands(server):
         c.send("STAT\r\nRETR 1\r\nUIDL 2\r\nDELE 2\r\nLIST\r\nRSET\r\nNOOP\r\n")
         assert c.line() == f"+OK 2 {sum(map(len, files))}\r\n".encode()
         assert c.line().startswith(b"+OK")
-        assert c.multiline() == dot_stuff(files[0]) + b".\r\n"
+        one = c.multiline()
+        first = [f for f in files if one == dot_stuff(f) + b".\r\n"]
+        assert first, one[:300]
+        first = first[0]
         assert re.match(rb"^\+OK 2 [0-9A-F]{16}\r\n$", c.line())
         assert c.line() == b"+OK Message 2 deleted\r\n"
-        assert c.line() == f"+OK 1 messages ({len(files[0])} octets)\r\n".encode()
-        assert c.multiline() == f"1 {len(files[0])}\r\n.\r\n".encode()
+        assert c.line() == f"+OK 1 messages ({len(first)} octets)\r\n".encode()
+        assert c.multiline() == f"1 {len(first)}\r\n.\r\n".encode()
         assert c.line().startswith(b"+OK Maildrop has 2 messages")
         assert c.line() == b"+OK Done\r\n"
         assert c.cmd("QUIT").startswith(b"+OK")
@@ -397,21 +415,26 @@ def test_top(server):
     msg = make_message("top", body=b".dotted first line\r\n" + body)
     deliver(server, msg)
     deliver(server, make_message("big", body=big_body(300_000, seed=3)))
-    f = stored(server)[0]
-    head, _, rest = f.partition(b"\r\n\r\n")
-    head_lines = head.split(b"\r\n")
-    body_lines = rest.split(b"\r\n")
     p = pop3s(server)
     try:
-        resp, lines, _ = p.top(1, 0)
+        # The small message's number: LIST tells them apart.
+        _, lines, _ = p.list()
+        sizes = {int(n): int(size) for n, size in (ln.split() for ln in lines)}
+        small, large = sorted(sizes, key=sizes.get)
+        f = [m for m in stored(server) if m.endswith(msg)][0]
+        assert sizes[small] == len(f)
+        head, _, rest = f.partition(b"\r\n\r\n")
+        head_lines = head.split(b"\r\n")
+        body_lines = rest.split(b"\r\n")
+        resp, lines, _ = p.top(small, 0)
         assert resp.startswith(b"+OK")
         assert lines == head_lines + [b""]
-        _, lines, _ = p.top(1, 3)
+        _, lines, _ = p.top(small, 3)
         assert lines == head_lines + [b""] + body_lines[:3]
         assert lines[len(head_lines) + 1] == b".dotted first line"
-        _, lines, _ = p.top(1, 1000)
+        _, lines, _ = p.top(small, 1000)
         assert b"\r\n".join(lines) + b"\r\n" == f
-        _, lines, _ = p.top(2, 2)
+        _, lines, _ = p.top(large, 2)
         assert len(lines) < 40, "TOP of a large message stops after its lines"
         # TOP does not count as reading: no \Seen afterwards.
         assert p.quit().startswith(b"+OK")
@@ -419,7 +442,7 @@ def test_top(server):
         p.close()
     with RawPop(server) as c:
         c.login()
-        assert c.cmd("TOP 1 2").startswith(b"+OK")
+        assert c.cmd(f"TOP {small} 2").startswith(b"+OK")
         raw = c.multiline()
         assert b"\r\n..dotted first line\r\nbody line 1\r\n.\r\n" in raw
         assert c.cmd("TOP 9 1") == b"-ERR No such message\r\n"
@@ -451,18 +474,20 @@ def test_dele_then_quit_removes_and_imap_sees_it(server):
         p = pop3s(server)
         try:
             before = uidl_map(p)
-            p.retr(1)
+            by_number = {n: whole(p, n) for n in (1, 2, 3)}
+            assert sorted(by_number.values()) == files
+            _, lines, _ = p.retr(1)
+            assert b"\r\n".join(lines) + b"\r\n" == by_number[1]
             assert p.dele(2) == b"+OK Message 2 deleted"
             with pytest.raises(poplib.error_proto, match="already deleted"):
                 p.retr(2)
             with pytest.raises(poplib.error_proto, match="already deleted"):
                 p.list(2)
-            assert p.stat() == (2, len(files[0]) + len(files[2]))
+            assert p.stat() == (2, len(by_number[1]) + len(by_number[3]))
             assert p.quit() == b"+OK ironpost signing off (2 messages left)"
         finally:
             p.close()
-        left = stored(server)
-        assert left == [files[0], files[2]]
+        assert stored(server) == sorted([by_number[1], by_number[3]])
         p = pop3s(server)
         try:
             assert p.stat()[0] == 2
