@@ -285,6 +285,7 @@ impl HandlerFactory for Pop3Factory {
             stream: None,
             job: None,
             job_running: false,
+            sending_retr: false,
             retrieved: 0,
             deleted: 0,
             _slot: slot,
@@ -322,6 +323,9 @@ struct Pop3Handler {
     stream: Option<File>,
     job: Option<Job>,
     job_running: bool,
+    /// The message being sent answers RETR (not TOP).
+    sending_retr: bool,
+    /// Messages sent whole by RETR, and removed at QUIT: for the disconnect log line.
     retrieved: u32,
     deleted: usize,
     _slot: ConnectionSlot,
@@ -330,6 +334,13 @@ struct Pop3Handler {
 impl Pop3Handler {
     fn session(&mut self) -> &mut Session {
         self.conn.protocol_mut()
+    }
+
+    /// The user name as the client gave it, safe for a log line (AUTH PLAIN may carry any
+    /// octet but NUL).
+    fn log_user(&self) -> String {
+        let user = self.conn.protocol().user().unwrap_or("-");
+        user.escape_debug().to_string()
     }
 
     fn busy(&self) -> bool {
@@ -378,6 +389,7 @@ impl Pop3Handler {
                 }));
             }
             Event::Retr { msg } | Event::Top { msg, .. } => {
+                self.sending_retr = matches!(ev, Event::Retr { .. });
                 let Some(maildrop) = self.maildrop.take() else {
                     self.session()
                         .message_failed(now, Failure::temp("No maildrop"));
@@ -453,7 +465,9 @@ impl Pop3Handler {
                 let more = s.message_data(now, &buf);
                 if eof || !more {
                     s.message_end(now);
-                    self.retrieved += 1;
+                    if self.sending_retr {
+                        self.retrieved += 1;
+                    }
                 } else {
                     self.stream = file;
                 }
@@ -494,7 +508,7 @@ impl ConnectionHandler for Pop3Handler {
         match *done {
             Done::Login(account) => {
                 let ok = account.is_some();
-                let user = self.conn.protocol().user().unwrap_or("-").to_string();
+                let user = self.log_user();
                 if ok {
                     tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, "login");
                 } else {
@@ -581,7 +595,7 @@ impl Drop for Pop3Handler {
             .tls()
             .map(|t| t.version.clone())
             .unwrap_or_else(|| "none".into());
-        let user = self.conn.protocol().user().unwrap_or("-");
+        let user = self.log_user();
         match self.conn.error() {
             Some(e) => {
                 tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, retrieved = self.retrieved, deleted = self.deleted, error = %e, "disconnect")
