@@ -1028,3 +1028,52 @@ def test_connection_limit_answered_with_bye(make_server):
         assert first.ok("NOOP") == []
     finally:
         first.close()
+
+
+def rss_kib(pid: int) -> int:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1])
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_pipelined_commands_wait_for_a_client_that_does_not_read(make_server):
+    """Hundreds of pipelined commands with large answers (FETCH, SEARCH) from a client that
+    reads nothing: the server holds back instead of buffering it all, and answers
+    everything, in order, once the client reads."""
+    # Few worker threads: each thread's malloc arena keeps some freed memory, which would
+    # blur the measurement.
+    server = make_server(config={"workers": 2})
+    # 20,000 small messages dropped into the Maildir by "another program".
+    cur = server.maildir(ALICE) / "cur"
+    cur.mkdir(parents=True)
+    for sub in ("new", "tmp"):
+        (server.maildir(ALICE) / sub).mkdir()
+    stamp = int(time.time()) - 100
+    for i in range(20_000):
+        body = b"Subject: dropped %d\r\n\r\nbody\r\n" % i
+        (cur / f"{stamp}.M{i:06d}P1Q{i}.other,S={len(body)}:2,").write_bytes(body)
+    big = make_message("big", b"x" * 500_000 + b"\r\n")
+    c = raw(server)
+    try:
+        c.send(b"a APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
+        assert c.line(timeout=30).startswith(b"a OK")
+        c.ok("EXAMINE INBOX")
+        base = rss_kib(server.proc.pid)
+        # Each SEARCH answer is about 120 KB, each FETCH 500 KB: 60 MB in all.
+        commands = [b"s%d UID SEARCH ALL\r\n" % i for i in range(400)]
+        commands += [b"s%d UID FETCH * BODY.PEEK[]\r\n" % i for i in range(400, 430)]
+        c.send(b"".join(commands))
+        time.sleep(3)
+        grown = rss_kib(server.proc.pid) - base
+        assert grown < 20_000, f"the server buffered {grown} KiB for a client that does not read"
+        done = 0
+        while done < len(commands):
+            ln = c.line(timeout=60)
+            if ln.startswith(b"s"):
+                assert ln.startswith(b"s%d OK" % done), ln
+                done += 1
+        assert c.ok("NOOP") == []
+    finally:
+        c.close()

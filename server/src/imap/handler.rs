@@ -31,8 +31,10 @@ use commands::{FetchState, Mail, Reply};
 /// APPEND octets gathered before a write job is sent off.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// The next FETCH batch starts only while less than this waits in the session's output.
-const FETCH_OUTPUT_LIMIT: usize = 256 * 1024;
+/// The next command (or FETCH batch) starts only while less than this waits in the
+/// session's output: a client that pipelines commands without reading the answers stops
+/// getting new ones.
+const OUTPUT_LIMIT: usize = 256 * 1024;
 
 /// Input buffered beyond this stops reading from the socket until the session catches up.
 const MAX_BUFFERED_INPUT: usize = 256 * 1024;
@@ -127,6 +129,7 @@ impl HandlerFactory for ImapFactory {
             fetch: None,
             append: None,
             idle: None,
+            now,
             _slot: slot,
         })
     }
@@ -191,6 +194,8 @@ struct ImapHandler {
     fetch: Option<FetchState>,
     append: Option<Append>,
     idle: Option<Idle>,
+    /// The time of the last call that told it.
+    now: Instant,
     _slot: ConnectionSlot,
 }
 
@@ -217,9 +222,11 @@ impl ImapHandler {
         self.job_running || self.job.is_some() || self.fetch.is_some()
     }
 
-    /// Takes events until one needs a job or the session needs more input.
+    /// Takes events until one needs a job, the session needs more input, or the client
+    /// has too much unread output.
     fn drive(&mut self, now: Instant) {
-        while !self.busy() {
+        self.now = now;
+        while !self.busy() && self.conn.protocol().pending_output() < OUTPUT_LIMIT {
             let Some(ev) = self.session().poll_event() else {
                 break;
             };
@@ -313,7 +320,7 @@ impl ImapHandler {
         if self.fetch.is_none()
             || self.job.is_some()
             || self.job_running
-            || self.conn.protocol().pending_output() >= FETCH_OUTPUT_LIMIT
+            || self.conn.protocol().pending_output() >= OUTPUT_LIMIT
         {
             return;
         }
@@ -485,6 +492,12 @@ impl ConnectionHandler for ImapHandler {
 
     fn transmit(&mut self, out: &mut Vec<u8>) {
         self.conn.transmit(out);
+        if !self.busy() && self.conn.protocol().buffered_input() > 0 {
+            // The output has drained: commands held back by the output limit may go on.
+            let now = self.now;
+            self.drive(now);
+            self.conn.transmit(out);
+        }
     }
 
     fn poll_job(&mut self) -> Option<Job> {
