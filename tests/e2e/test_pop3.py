@@ -80,8 +80,13 @@ class RawPop:
     """A strict, low-level POP3 client over TLS: commands go out as given, multi-line
     responses come back exactly as sent (still byte-stuffed)."""
 
-    def __init__(self, server, port_name: str = "pop3s"):
-        sock = socket.create_connection((LOOPBACK, server.port(port_name)), timeout=TIMEOUT)
+    def __init__(self, server, port_name: str = "pop3s", rcvbuf: int | None = None):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # Before connecting, so that the advertised window is small too.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(TIMEOUT)
+        sock.connect((LOOPBACK, server.port(port_name)))
         self.sock = server.tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
         self.buf = b""
         self.greeting = self.line()
@@ -112,12 +117,14 @@ class RawPop:
     def multiline(self) -> bytes:
         """The body of a multi-line response through its terminating `.` line, as sent."""
         deadline = time.monotonic() + TIMEOUT
+        scanned = 0
         while True:
             if self.buf.startswith(b".\r\n"):
                 end = 3
             else:
-                i = self.buf.find(b"\r\n.\r\n")
+                i = self.buf.find(b"\r\n.\r\n", scanned)
                 end = i + 5 if i >= 0 else -1
+                scanned = max(0, len(self.buf) - 4)
             if end >= 0:
                 out, self.buf = self.buf[:end], self.buf[end:]
                 return out
@@ -385,6 +392,28 @@ def test_retr_of_a_dot_stuffed_message_is_byte_exact(server):
         assert p.quit().startswith(b"+OK")
     finally:
         p.close()
+
+
+def test_large_retr_to_a_slow_reader(server):
+    """A 4 MB message to a client that reads slowly at first: the server streams it under
+    back-pressure, and pipelined commands after it still run in order."""
+    msg = make_message("huge", body=big_body(4_000_000, seed=11))
+    deliver(server, msg)
+    f = stored(server)[0]
+    with RawPop(server, rcvbuf=8192) as c:
+        c.login()
+        c.send("RETR 1\r\nRETR 1\r\nSTAT\r\n")
+        assert c.line() == f"+OK {len(f)} octets\r\n".encode()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            c.buf += c.sock.recv(1024)
+            time.sleep(0.02)
+        want = dot_stuff(f) + b".\r\n"
+        assert c.multiline() == want
+        assert c.line() == f"+OK {len(f)} octets\r\n".encode()
+        assert c.multiline() == want
+        assert c.line() == f"+OK 1 {len(f)}\r\n".encode()
+        assert c.cmd("QUIT").startswith(b"+OK")
 
 
 def test_pipelined_commands(server):
