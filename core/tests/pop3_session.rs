@@ -935,3 +935,109 @@ fn resp_codes() {
         "one printable line"
     );
 }
+
+/// Random command streams in random pieces, with every event answered in some random way:
+/// no panic, and the output is always whole CRLF lines.
+#[test]
+fn random_dialogues_never_panic() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let words = [
+        "USER alice\r\n",
+        "PASS secret\r\n",
+        "PASS wrong\r\n",
+        "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+        "AUTH PLAIN\r\n",
+        "*\r\n",
+        "STAT\r\n",
+        "LIST\r\n",
+        "LIST 2\r\n",
+        "UIDL\r\n",
+        "RETR 1\r\n",
+        "RETR 3\r\n",
+        "TOP 2 1\r\n",
+        "DELE 1\r\n",
+        "RSET\r\n",
+        "NOOP\r\n",
+        "CAPA\r\n",
+        "QUIT\r\n",
+        "STLS\r\n",
+        "BOGUS\r\n",
+        "RETR 99\r\n",
+        "\r\n",
+        "\n",
+        ".\r\n",
+    ];
+    let mut reached_transaction = 0;
+    for round in 0..300 {
+        let implicit = round % 2 == 0;
+        let (mut h, _) = H::new(implicit);
+        h.hold = true;
+        let mut script = Vec::new();
+        for _ in 0..rnd(30) {
+            if rnd(10) == 0 {
+                script.extend((0..rnd(300)).map(|_| rnd(256) as u8));
+            } else {
+                script.extend_from_slice(words[rnd(words.len() as u64) as usize].as_bytes());
+            }
+        }
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < script.len() && !h.s.is_closed() {
+            let n = 1 + rnd(40) as usize;
+            let end = (pos + n).min(script.len());
+            h.s.feed(h.now, &script[pos..end]);
+            pos = end;
+            while let Some(ev) = h.s.poll_event() {
+                let now = h.now;
+                match (ev, rnd(4)) {
+                    (Event::Login { pass, .. }, _) => h.s.login_result(now, pass == "secret"),
+                    (Event::OpenMaildrop, 0) => h.s.maildrop(now, Err(Failure::in_use())),
+                    (Event::OpenMaildrop, _) => h.s.maildrop(now, Ok(maildrop())),
+                    (Event::Retr { .. } | Event::Top { .. }, 0) => {
+                        h.s.message_failed(now, Failure::temp("gone"))
+                    }
+                    (Event::Retr { msg } | Event::Top { msg, .. }, k) => {
+                        h.s.message_begin(now);
+                        let text = [M1, M2, M3][msg as usize - 1];
+                        for c in text.chunks(1 + k as usize * 7) {
+                            if !h.s.message_data(now, c) {
+                                break;
+                            }
+                        }
+                        if rnd(20) == 0 {
+                            h.s.message_failed(now, Failure::temp("read error"));
+                        } else {
+                            h.s.message_end(now);
+                        }
+                    }
+                    (Event::Update { .. }, 0) => h.s.update_done(now, Err(Failure::temp("x"))),
+                    (Event::Update { .. }, _) => h.s.update_done(now, Ok(())),
+                }
+            }
+            if h.s.take_starttls() {
+                h.s.tls_established(tls());
+            }
+            h.s.take_output(&mut out);
+            if h.s.state() == State::Transaction {
+                reached_transaction += 1;
+            }
+            match rnd(50) {
+                0 => h.s.shutdown(),
+                1 => h.s.peer_closed(),
+                2 => h.s.handle_timeout(h.now + Duration::from_secs(3600)),
+                _ => {}
+            }
+        }
+        h.s.take_output(&mut out);
+        if !out.is_empty() {
+            assert!(out.ends_with(b"\r\n"), "round {round}: {out:?}");
+        }
+    }
+    assert!(reached_transaction > 100, "{reached_transaction}");
+}
