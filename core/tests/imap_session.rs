@@ -370,3 +370,16 @@ fn authenticate_plain_cannot_act_as_another_user() {
     );
     assert!(h.events.is_empty());
 }
+
+#[test]
+fn answers_after_the_peer_left_are_ignored() {
+    let (mut h, _) = H::new(true);
+    h.s.feed(h.now, b"a LOGIN alice secret\r\n");
+    assert!(matches!(h.s.poll_event(), Some(Event::Login { .. })));
+    h.s.peer_closed();
+    h.s.login_result(h.now, true);
+    assert!(h.s.is_closed());
+    assert_eq!(h.s.user(), None);
+    h.s.complete(h.now, Status::Ok, None, "late");
+    assert!(h.s.is_closed());
+}

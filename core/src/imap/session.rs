@@ -316,13 +316,18 @@ impl Session {
 
     /// The answer to [`Event::Login`].
     pub fn login_result(&mut self, now: Instant, ok: bool) {
-        let Mode::Running {
-            tag,
-            kind: Running::Login,
-        } = std::mem::replace(&mut self.mode, Mode::Commands)
-        else {
-            debug_assert!(false, "login_result without a login");
+        // An answer for a session that closed meanwhile (peer gone, shutdown) is dropped.
+        if !matches!(
+            self.mode,
+            Mode::Running {
+                kind: Running::Login,
+                ..
+            }
+        ) {
             return;
+        }
+        let Mode::Running { tag, .. } = std::mem::replace(&mut self.mode, Mode::Commands) else {
+            unreachable!("checked above")
         };
         if ok {
             self.user = self.pending_user.take();
@@ -348,9 +353,9 @@ impl Session {
         let (tag, kind) = match std::mem::replace(&mut self.mode, Mode::Commands) {
             Mode::Running { tag, kind } => (tag, kind),
             Mode::AppendRunning { tag } => (tag, Running::Append),
+            // An answer for a session that closed meanwhile (peer gone, shutdown) is dropped.
             other => {
                 self.mode = other;
-                debug_assert!(false, "complete without a running command");
                 return;
             }
         };

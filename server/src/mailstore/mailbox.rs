@@ -562,7 +562,7 @@ impl State {
                 mtime: meta.mtime(),
             });
         }
-        fresh.sort_by(|a, b| (a.mtime, &a.file).cmp(&(b.mtime, &b.file)));
+        fresh.sort_by(|a, b| delivery_order(a).cmp(&delivery_order(b)));
         if changed {
             self.bump();
         }
@@ -955,5 +955,56 @@ impl SharedMailbox {
             st.sync(ctx, false)?;
             Ok(st.status())
         })
+    }
+}
+
+/// The order new files get their UIDs in: arrival second, then the microseconds and the
+/// per-process counter that Maildir names carry (`<secs>.M<usec>P<pid>Q<n>.<host>`), read
+/// as numbers, since `M999` sorts after `M1000` as text. Names of another shape fall back to
+/// their text.
+fn delivery_order(f: &NewFile) -> (i64, u64, u64, &str) {
+    fn number_after(name: &str, marker: char) -> Option<u64> {
+        let rest = &name[name.find(marker)? + 1..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    }
+    let unique = f.file.split(['.', ':']).nth(1).unwrap_or("");
+    let usec = number_after(unique, 'M').unwrap_or(0);
+    let seq = number_after(unique, 'Q').unwrap_or(0);
+    (f.mtime, usec, seq, &f.file)
+}
+
+#[cfg(test)]
+mod delivery_order_tests {
+    use super::*;
+
+    fn file(name: &str, mtime: i64) -> NewFile {
+        NewFile {
+            file: name.into(),
+            in_new: true,
+            size: 0,
+            mtime,
+        }
+    }
+
+    #[test]
+    fn microseconds_compare_as_numbers() {
+        let mut v = [
+            file("1700000000.M1000P7Q2.h,S=1", 1700000000),
+            file("1700000000.M999P7Q1.h,S=1", 1700000000),
+            file("1699999999.M5P7Q0.h,S=1", 1699999999),
+        ];
+        v.sort_by(|a, b| delivery_order(a).cmp(&delivery_order(b)));
+        let names: Vec<_> = v.iter().map(|f| f.file.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "1699999999.M5P7Q0.h,S=1",
+                "1700000000.M999P7Q1.h,S=1",
+                "1700000000.M1000P7Q2.h,S=1"
+            ]
+        );
     }
 }
