@@ -19,6 +19,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v fetchmail >/dev/null 2>&1 || missing+=(fetchmail)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     sudo=""
