@@ -9,6 +9,7 @@ pub mod imap;
 pub mod maildir;
 pub mod mailstore;
 pub mod pop3;
+pub mod queue;
 pub mod received;
 pub mod serve;
 pub mod smtp;
