@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::outbound::route::NextHop;
+
 /// The embedded default configuration, also the reference documentation of the format.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
@@ -84,6 +86,81 @@ pub struct Config {
     pub event_loops: usize,
     /// Which runtime drives the connections.
     pub runtime: RuntimeKind,
+    /// Where mail for other domains goes.
+    pub relay: Relay,
+    /// The resolvers asked for MX, A and AAAA records.
+    pub dns: Dns,
+    /// How long and how often queued mail is retried.
+    pub queue: QueueSettings,
+    /// How the SMTP client behaves towards other servers.
+    pub outbound: Outbound,
+}
+
+/// `[relay]`: routing of outbound mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// Domain (lowercased) to next hop, consulted first.
+    pub routes: Vec<(String, NextHop)>,
+    /// All other mail goes through this host when set (a smart host).
+    pub relayhost: Option<NextHop>,
+    /// Credentials for next hops, in docker-mailserver's `postfix-sasl-password.cf` format.
+    pub sasl_password_file: PathBuf,
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Resolvers to ask, in order; empty means the `nameserver` lines of /etc/resolv.conf.
+    pub servers: Vec<SocketAddr>,
+    /// How long to wait for one answer from one server.
+    pub timeout: Duration,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// A message still undelivered this long after it arrived is returned to its sender.
+    pub max_age: Duration,
+    /// The wait after the first, second, ... failed attempt; the last repeats.
+    pub retry_intervals: Vec<Duration>,
+}
+
+/// `outbound.tls`: when STARTTLS is used towards other servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboundTls {
+    /// Whenever the server offers it; cleartext otherwise (opportunistic, RFC 7435).
+    #[default]
+    May,
+    /// Always: a server that does not offer it gets no mail (it stays queued).
+    Encrypt,
+    /// Never.
+    None,
+}
+
+impl OutboundTls {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutboundTls::May => "may",
+            OutboundTls::Encrypt => "encrypt",
+            OutboundTls::None => "none",
+        }
+    }
+}
+
+/// `[outbound]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub tls: OutboundTls,
+    /// Check the server's certificate against the web PKI roots. With `tls = "encrypt"` a
+    /// certificate that fails defers the mail; with `"may"` the result is only logged.
+    pub tls_verify: bool,
+    /// Simultaneous connections to one next hop.
+    pub concurrency_per_destination: usize,
+    /// Simultaneous outbound connections in all (the number of delivery threads).
+    pub max_connections: usize,
+    /// The name given in EHLO.
+    pub helo_name: String,
+    pub connect_timeout: Duration,
 }
 
 /// The runtime that moves bytes between sockets and connections (`runtime = "..."`).
@@ -188,6 +265,55 @@ struct RawConfig {
     pop3: RawListener,
     #[serde(default)]
     pop3s: RawListener,
+    #[serde(default)]
+    relay: RawRelay,
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    outbound: RawOutbound,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    routes: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    relayhost: Option<Spanned<String>>,
+    sasl_password_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    servers: Option<Spanned<Vec<Spanned<String>>>>,
+    timeout: Option<Spanned<u64>>,
+}
+
+/// A duration as a number of seconds or a text such as `"5d"` or `"1h30m"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    max_age: Option<Spanned<RawDuration>>,
+    retry_intervals: Option<Spanned<Vec<u64>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    tls: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
+    concurrency_per_destination: Option<Spanned<usize>>,
+    max_connections: Option<Spanned<usize>>,
+    helo_name: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +364,13 @@ const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:10143";
 const DEFAULT_IMAPS_LISTEN: &str = "127.0.0.1:10993";
 const DEFAULT_POP3_LISTEN: &str = "127.0.0.1:10110";
 const DEFAULT_POP3S_LISTEN: &str = "127.0.0.1:10995";
+const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Five days, Postfix's `maximal_queue_lifetime`.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 24 * 3600);
+const DEFAULT_RETRY_INTERVALS: [u64; 5] = [60, 300, 900, 1800, 3600];
+const DEFAULT_CONCURRENCY_PER_DESTINATION: usize = 4;
+const DEFAULT_OUTBOUND_CONNECTIONS: usize = 20;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -550,6 +683,11 @@ impl Validator<'_> {
             )?,
         };
 
+        let relay = self.relay(raw.relay, base, &data_dir)?;
+        let dns = self.dns(raw.dns)?;
+        let queue = self.queue(raw.queue)?;
+        let outbound = self.outbound(raw.outbound, &hostname)?;
+
         Ok(Config {
             hostname,
             data_dir,
@@ -569,8 +707,214 @@ impl Validator<'_> {
             workers,
             event_loops,
             runtime,
+            relay,
+            dns,
+            queue,
+            outbound,
         })
     }
+
+    fn relay(&self, raw: RawRelay, base: &Path, data_dir: &Path) -> Result<Relay, ConfigError> {
+        let mut routes = Vec::new();
+        if let Some(table) = raw.routes {
+            let span = table.span();
+            for (domain, target) in table.into_inner() {
+                let key = format!("relay.routes.{domain}");
+                let name = domain.to_ascii_lowercase();
+                if let Err(why) = check_dns_name(&name) {
+                    return Err(self.invalid(&key, span.clone(), why));
+                }
+                let hop = NextHop::parse(target.get_ref())
+                    .map_err(|why| self.invalid(&key, target.span(), why))?;
+                if routes.iter().any(|(d, _)| *d == name) {
+                    return Err(self.invalid(&key, span.clone(), "is given twice"));
+                }
+                routes.push((name, hop));
+            }
+        }
+        let relayhost = match raw.relayhost {
+            None => None,
+            Some(s) if s.get_ref().trim().is_empty() => None,
+            Some(s) => Some(
+                NextHop::parse(s.get_ref())
+                    .map_err(|why| self.invalid("relay.relayhost", s.span(), why))?,
+            ),
+        };
+        let sasl_password_file = self
+            .path("relay.sasl_password_file", raw.sasl_password_file, base)?
+            .unwrap_or_else(|| data_dir.join("postfix-sasl-password.cf"));
+        Ok(Relay {
+            routes,
+            relayhost,
+            sasl_password_file,
+        })
+    }
+
+    fn dns(&self, raw: RawDns) -> Result<Dns, ConfigError> {
+        let mut servers = Vec::new();
+        if let Some(list) = raw.servers {
+            for (i, s) in list.into_inner().into_iter().enumerate() {
+                let addr = parse_dns_server(s.get_ref()).ok_or_else(|| {
+                    self.invalid(
+                        &format!("dns.servers[{i}]"),
+                        s.span(),
+                        format!("{:?} is not an IP address or IP:port", s.get_ref()),
+                    )
+                })?;
+                servers.push(addr);
+            }
+        }
+        let timeout = self
+            .positive("dns.timeout", raw.timeout, DEFAULT_DNS_TIMEOUT.as_secs())
+            .map(Duration::from_secs)?;
+        Ok(Dns { servers, timeout })
+    }
+
+    fn queue(&self, raw: RawQueue) -> Result<QueueSettings, ConfigError> {
+        let max_age = match raw.max_age {
+            None => DEFAULT_MAX_AGE,
+            Some(s) => {
+                let span = s.span();
+                let d = match s.into_inner() {
+                    RawDuration::Seconds(n) => Duration::from_secs(n),
+                    RawDuration::Text(t) => parse_duration(&t)
+                        .map_err(|why| self.invalid("queue.max_age", span.clone(), why))?,
+                };
+                if d.is_zero() {
+                    return Err(self.invalid("queue.max_age", span, "must be greater than 0"));
+                }
+                d
+            }
+        };
+        let retry_intervals = match raw.retry_intervals {
+            None => DEFAULT_RETRY_INTERVALS.map(Duration::from_secs).to_vec(),
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(self.invalid(
+                    "queue.retry_intervals",
+                    s.span(),
+                    "needs at least one interval",
+                ))
+            }
+            Some(s) if s.get_ref().contains(&0) => {
+                return Err(self.invalid(
+                    "queue.retry_intervals",
+                    s.span(),
+                    "intervals must be greater than 0",
+                ))
+            }
+            Some(s) => s
+                .into_inner()
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+        };
+        Ok(QueueSettings {
+            max_age,
+            retry_intervals,
+        })
+    }
+
+    fn outbound(&self, raw: RawOutbound, hostname: &str) -> Result<Outbound, ConfigError> {
+        let tls = match raw.tls {
+            None => OutboundTls::default(),
+            Some(s) => match s.get_ref().as_str() {
+                "may" => OutboundTls::May,
+                "encrypt" => OutboundTls::Encrypt,
+                "none" => OutboundTls::None,
+                other => {
+                    return Err(self.invalid(
+                        "outbound.tls",
+                        s.span(),
+                        format!("{other:?} must be \"may\", \"encrypt\" or \"none\""),
+                    ))
+                }
+            },
+        };
+        let helo_name = match raw.helo_name {
+            None => hostname.to_string(),
+            Some(s) => {
+                let span = s.span();
+                let name = s.into_inner().to_ascii_lowercase();
+                check_dns_name(&name)
+                    .map_err(|why| self.invalid("outbound.helo_name", span, why))?;
+                name
+            }
+        };
+        Ok(Outbound {
+            tls,
+            tls_verify: raw.tls_verify.unwrap_or(false),
+            concurrency_per_destination: self.positive(
+                "outbound.concurrency_per_destination",
+                raw.concurrency_per_destination,
+                DEFAULT_CONCURRENCY_PER_DESTINATION,
+            )?,
+            max_connections: self.positive(
+                "outbound.max_connections",
+                raw.max_connections,
+                DEFAULT_OUTBOUND_CONNECTIONS,
+            )?,
+            helo_name,
+            connect_timeout: self
+                .positive(
+                    "outbound.connect_timeout",
+                    raw.connect_timeout,
+                    DEFAULT_CONNECT_TIMEOUT.as_secs(),
+                )
+                .map(Duration::from_secs)?,
+        })
+    }
+}
+
+/// `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353`: a resolver's address, port 53 unless
+/// given.
+pub fn parse_dns_server(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let ip = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    ip.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+/// `"90"`, `"90s"`, `"15m"`, `"36h"`, `"5d"`, `"1w"`, or several together: `"1d12h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let bad = || format!("{text:?} is not a duration (e.g. 3600, \"90m\", \"5d\", \"1d12h\")");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !digits.is_empty() {
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = total.checked_add(n).ok_or_else(bad)?;
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// Checks a host or domain name: dot-separated labels of letters, digits and hyphens.
@@ -1034,5 +1378,180 @@ listen = ["[::]:995"]
         let c = Config::embedded_default(Path::new("/tmp"));
         assert_eq!(c.data_dir, Path::new("/tmp/ironpost-data"));
         assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn outbound_defaults() {
+        let c = parse("").unwrap();
+        assert!(c.relay.routes.is_empty());
+        assert_eq!(c.relay.relayhost, None);
+        assert_eq!(
+            c.relay.sasl_password_file,
+            Path::new("/etc/ironpost/ironpost-data/postfix-sasl-password.cf")
+        );
+        assert!(c.dns.servers.is_empty());
+        assert_eq!(c.dns.timeout, Duration::from_secs(5));
+        assert_eq!(c.queue.max_age, Duration::from_secs(5 * 86400));
+        assert_eq!(
+            c.queue.retry_intervals,
+            [60, 300, 900, 1800, 3600].map(Duration::from_secs).to_vec()
+        );
+        assert_eq!(c.outbound.tls, OutboundTls::May);
+        assert!(!c.outbound.tls_verify);
+        assert_eq!(c.outbound.concurrency_per_destination, 4);
+        assert_eq!(c.outbound.max_connections, 20);
+        assert_eq!(c.outbound.helo_name, "localhost");
+        assert_eq!(c.outbound.connect_timeout, Duration::from_secs(30));
+        // helo_name follows hostname unless set.
+        assert_eq!(
+            parse("hostname = \"mx.example.com\"")
+                .unwrap()
+                .outbound
+                .helo_name,
+            "mx.example.com"
+        );
+    }
+
+    #[test]
+    fn outbound_keys_parsed() {
+        let c = parse(
+            r#"
+[relay]
+routes = { "Example.NET" = "127.0.0.1:2626", "example.org" = "[mx.example.org]:2525" }
+relayhost = "[smtp.isp.test]:587"
+sasl_password_file = "sasl.cf"
+
+[dns]
+servers = ["127.0.0.1:5353", "192.0.2.53", "::1"]
+timeout = 2
+
+[queue]
+max_age = "1d12h"
+retry_intervals = [1, 2, 5]
+
+[outbound]
+tls = "encrypt"
+tls_verify = true
+concurrency_per_destination = 2
+max_connections = 8
+helo_name = "Out.Example.COM"
+connect_timeout = 10
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.relay.routes,
+            vec![
+                (
+                    "example.net".to_string(),
+                    NextHop::parse("127.0.0.1:2626").unwrap()
+                ),
+                (
+                    "example.org".to_string(),
+                    NextHop::parse("[mx.example.org]:2525").unwrap()
+                ),
+            ]
+        );
+        assert_eq!(
+            c.relay.relayhost,
+            Some(NextHop::parse("[smtp.isp.test]:587").unwrap())
+        );
+        assert_eq!(
+            c.relay.sasl_password_file,
+            Path::new("/etc/ironpost/sasl.cf")
+        );
+        assert_eq!(
+            c.dns.servers,
+            vec![
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "192.0.2.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.dns.timeout, Duration::from_secs(2));
+        assert_eq!(c.queue.max_age, Duration::from_secs(36 * 3600));
+        assert_eq!(
+            c.queue.retry_intervals,
+            [1, 2, 5].map(Duration::from_secs).to_vec()
+        );
+        assert_eq!(c.outbound.tls, OutboundTls::Encrypt);
+        assert!(c.outbound.tls_verify);
+        assert_eq!(c.outbound.concurrency_per_destination, 2);
+        assert_eq!(c.outbound.max_connections, 8);
+        assert_eq!(c.outbound.helo_name, "out.example.com");
+        assert_eq!(c.outbound.connect_timeout, Duration::from_secs(10));
+
+        // max_age as plain seconds; an empty relayhost is none.
+        let c = parse("[queue]\nmax_age = 90\n[relay]\nrelayhost = \"\"\n").unwrap();
+        assert_eq!(c.queue.max_age, Duration::from_secs(90));
+        assert_eq!(c.relay.relayhost, None);
+    }
+
+    #[test]
+    fn outbound_validation() {
+        let (key, line, msg) = invalid("[relay]\nroutes = { \"a.test\" = \"x:y\" }\n");
+        assert_eq!((key.as_str(), line), ("relay.routes.a.test", 2));
+        assert!(msg.contains("not a next hop"), "{msg}");
+        assert_eq!(
+            invalid("[relay]\nroutes = { \"bad domain\" = \"127.0.0.1\" }").0,
+            "relay.routes.bad domain"
+        );
+        assert_eq!(invalid("[relay]\nrelayhost = \"[x\"").0, "relay.relayhost");
+        assert_eq!(
+            invalid("[dns]\nservers = [\"dns.google\"]").0,
+            "dns.servers[0]"
+        );
+        assert_eq!(invalid("[dns]\ntimeout = 0").0, "dns.timeout");
+        let (key, line, _) = invalid("[queue]\n\nmax_age = \"5 days\"");
+        assert_eq!((key.as_str(), line), ("queue.max_age", 3));
+        assert_eq!(invalid("[queue]\nmax_age = 0").0, "queue.max_age");
+        assert_eq!(
+            invalid("[queue]\nretry_intervals = []").0,
+            "queue.retry_intervals"
+        );
+        assert_eq!(
+            invalid("[queue]\nretry_intervals = [5, 0]").0,
+            "queue.retry_intervals"
+        );
+        let (key, _, msg) = invalid("[outbound]\ntls = \"dane\"");
+        assert_eq!(key, "outbound.tls");
+        assert!(msg.contains("\"may\""), "{msg}");
+        assert_eq!(
+            invalid("[outbound]\nconcurrency_per_destination = 0").0,
+            "outbound.concurrency_per_destination"
+        );
+        assert_eq!(
+            invalid("[outbound]\nmax_connections = 0").0,
+            "outbound.max_connections"
+        );
+        assert_eq!(
+            invalid("[outbound]\nhelo_name = \"a b\"").0,
+            "outbound.helo_name"
+        );
+        assert_eq!(
+            invalid("[outbound]\nconnect_timeout = 0").0,
+            "outbound.connect_timeout"
+        );
+        let err = parse("[outbound]\ntls_verfy = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_verfy"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86400)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(
+            parse_duration(" 1d12h30m "),
+            Ok(Duration::from_secs(131_400))
+        );
+        for bad in ["", "d", "5x", "1.5h", "-1", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

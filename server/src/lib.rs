@@ -8,6 +8,7 @@ pub mod directory;
 pub mod imap;
 pub mod maildir;
 pub mod mailstore;
+pub mod outbound;
 pub mod pop3;
 pub mod queue;
 pub mod received;
