@@ -40,8 +40,25 @@ enum Cmd {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Inspect and manage the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        action: QueueCmd,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the embedded default configuration, a starting point for your own.
     DefaultConfig,
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// List queued messages with each recipient's state.
+    List,
+    /// Try every queued message now (a running server picks this up within a second).
+    Flush,
+    /// Delete a queued message without delivering it or telling its sender.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +126,17 @@ fn run(cli: Cli) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+        Cmd::Queue { action, config } => {
+            let (config, _) = load(config)?;
+            let dir = &config.data_dir;
+            let out = match action {
+                QueueCmd::List => ironpost::queue::cli::list(dir)?,
+                QueueCmd::Flush => ironpost::queue::cli::flush(dir)?,
+                QueueCmd::Delete { id } => ironpost::queue::cli::delete(dir, &id)?,
+            };
+            print!("{out}");
+            Ok(())
         }
         Cmd::DefaultConfig => {
             print!("{}", ironpost::config::DEFAULT_CONFIG);

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ironpost_core::service::{HandlerFactory, RuntimeOptions};
 use ironpost_runtime_mio as rt_mio;
@@ -15,7 +16,9 @@ use crate::directory::DirectoryHandle;
 use crate::imap::handler::ImapFactory;
 use crate::maildir::Store;
 use crate::mailstore::MailStore;
+use crate::outbound::Delivery;
 use crate::pop3::{MaildropLocks, Pop3Factory};
+use crate::queue::Queue;
 use crate::smtp::{Role, SmtpFactory};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsSetupError),
     #[error("mail store: {0}")]
     MailStore(#[from] crate::mailstore::MailstoreError),
+    #[error("queue: {0}")]
+    Queue(std::io::Error),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -57,14 +62,30 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         Ok(n) => tracing::info!(files = n, "removed temporary files left by an earlier run"),
         Err(e) => tracing::warn!(error = %e, "could not clean temporary files"),
     }
+    let queue = Queue::open(&config.data_dir).map_err(ServeError::Queue)?;
+    let recovered = queue.recover().map_err(ServeError::Queue)?;
+    if recovered.removed > 0 {
+        tracing::info!(
+            files = recovered.removed,
+            "removed unfinished queue files left by an earlier run"
+        );
+    }
+    if !recovered.corrupt.is_empty() {
+        tracing::error!(ids = ?recovered.corrupt, "queued messages with unreadable metadata are kept but not delivered (see `ironpost queue list`)");
+    }
     let mail = MailStore::open(&config.data_dir, &config.hostname)?;
     let app = Arc::new(App::new(config, directory, store, mail, tls));
+    let delivery =
+        Delivery::start(app.clone(), queue, recovered.messages).map_err(ServeError::Queue)?;
 
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     let c = &app.config;
     let smtp = |role: Role| -> (&'static str, Arc<dyn HandlerFactory>) {
-        (role.name(), Arc::new(SmtpFactory::new(app.clone(), role)))
+        (
+            role.name(),
+            Arc::new(SmtpFactory::new(app.clone(), role).with_delivery(delivery.clone())),
+        )
     };
     let imap = |implicit| -> (&'static str, Arc<dyn HandlerFactory>) {
         let f = ImapFactory::new(app.clone(), implicit);
@@ -119,16 +140,18 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         workers: app.config.workers,
         ..RuntimeOptions::default()
     };
-    let (shutdown, wait) = start_runtime(app.config.runtime, listeners, opts)?;
-    tracing::info!(runtime = app.config.runtime.name(), "started");
-    write_listeners(&app.config.data_dir, &bound).map_err(data_err)?;
-
+    // Before the runtime starts and the listeners file says the server is up: a SIGTERM
+    // that comes right after must stop it gracefully, not kill it.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])
     .map_err(ServeError::Runtime)?;
     let signal_handle = signals.handle();
+    let (shutdown, wait) = start_runtime(app.config.runtime, listeners, opts)?;
+    tracing::info!(runtime = app.config.runtime.name(), "started");
+    write_listeners(&app.config.data_dir, &bound).map_err(data_err)?;
+
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -142,6 +165,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         })
         .map_err(ServeError::Runtime)?;
     let result = wait().map_err(ServeError::Runtime);
+    // Deliveries in progress get a moment to finish; anything unfinished stays queued.
+    delivery.shutdown(Duration::from_secs(5));
     signal_handle.close();
     let _ = std::fs::remove_file(app.config.data_dir.join("listeners"));
     tracing::info!("stopped");

@@ -12,7 +12,9 @@ use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
 use crate::directory::Resolution;
-use crate::maildir::{MessageWriter, Recipient, StoreError};
+use crate::maildir::{Recipient, StoreError};
+use crate::outbound::Delivery;
+use crate::queue::{Accepting, Envelope};
 use crate::received::{new_queue_id, received_header, Arrival};
 
 /// Body bytes gathered before a write job is sent off: big enough to keep jobs few.
@@ -43,6 +45,7 @@ pub struct SmtpFactory {
     app: Arc<App>,
     role: Role,
     session: Arc<SessionConfig>,
+    delivery: Option<Delivery>,
 }
 
 impl SmtpFactory {
@@ -66,7 +69,15 @@ impl SmtpFactory {
             app,
             role,
             session: Arc::new(s),
+            delivery: None,
         }
+    }
+
+    /// Mail for other domains (authenticated senders, aliases leading elsewhere) goes into
+    /// the queue of this delivery service; without one it is deferred with 451.
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = Some(delivery);
+        self
     }
 }
 
@@ -94,6 +105,7 @@ impl HandlerFactory for SmtpFactory {
         Box::new(SmtpHandler {
             conn,
             app: self.app.clone(),
+            delivery: self.delivery.clone(),
             role: self.role,
             info,
             txn: None,
@@ -113,7 +125,11 @@ struct Txn {
     recipients: Vec<Recipient>,
     /// The addresses as the client gave them, for the log.
     rcpt_log: Vec<String>,
-    writer: Option<MessageWriter>,
+    /// Recipients elsewhere, for the queue: the address, and the one the client gave when
+    /// it was an alias.
+    relay: Vec<(String, Option<String>)>,
+    smtputf8: bool,
+    writer: Option<Accepting>,
     pending: Vec<u8>,
     size: u64,
     error: Option<StoreError>,
@@ -123,7 +139,7 @@ struct Txn {
 enum Done {
     Auth(bool),
     Wrote {
-        writer: Option<MessageWriter>,
+        writer: Option<Accepting>,
         buf: Vec<u8>,
         error: Option<StoreError>,
     },
@@ -133,6 +149,7 @@ enum Done {
 struct SmtpHandler {
     conn: Connection<Session>,
     app: Arc<App>,
+    delivery: Option<Delivery>,
     role: Role,
     info: ConnInfo,
     txn: Option<Txn>,
@@ -168,13 +185,32 @@ impl SmtpHandler {
                     Box::new(Done::Auth(ok)) as JobOutput
                 }));
             }
-            Event::Mail { from, .. } => {
+            Event::Mail { from, smtputf8, .. } => {
                 let from = from.map(|a| a.to_string()).unwrap_or_default();
+                if let Some(user) = self.conn.protocol().authenticated() {
+                    // A user sends only as an address of their own: their account or an
+                    // alias leading to it (the null sender is nobody's).
+                    if !self.app.directory.get().owns_address(user, &from) {
+                        let user = user.to_string();
+                        tracing::warn!(listener = self.role.name(), client = %self.info.peer, user = %user, from = %from, "sender address rejected: not owned by the user");
+                        let reply = Reply::ext(
+                            553,
+                            5,
+                            7,
+                            1,
+                            format!("Sender address rejected: not owned by user {user}"),
+                        );
+                        self.session().answer(now, Answer::Reject(reply));
+                        return;
+                    }
+                }
                 self.txn = Some(Txn {
                     queue_id: new_queue_id(),
                     from,
                     recipients: Vec::new(),
                     rcpt_log: Vec::new(),
+                    relay: Vec::new(),
+                    smtputf8,
                     writer: None,
                     pending: Vec::new(),
                     size: 0,
@@ -218,7 +254,7 @@ impl SmtpHandler {
         };
         match self.app.directory.get().resolve(&address) {
             Resolution::Local { mailboxes, forward } => {
-                if !forward.is_empty() {
+                if !forward.is_empty() && self.delivery.is_none() {
                     tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: forwarding to {:?} needs outbound delivery", forward);
                     return Answer::Reject(Reply::ext(
                         451,
@@ -242,6 +278,11 @@ impl SmtpHandler {
                         });
                     }
                 }
+                // Alias targets elsewhere are forwarded through the queue, with the
+                // envelope sender unchanged (no SRS).
+                for target in forward {
+                    add_relay(&mut txn.relay, target, Some(&address));
+                }
                 txn.rcpt_log.push(address);
                 Answer::Accept
             }
@@ -252,6 +293,11 @@ impl SmtpHandler {
                 1,
                 format!("<{address}>: Recipient address rejected: User unknown"),
             )),
+            Resolution::Foreign if authenticated && self.delivery.is_some() => {
+                add_relay(&mut txn.relay, address.clone(), None);
+                txn.rcpt_log.push(address);
+                Answer::Accept
+            }
             Resolution::Foreign if authenticated => {
                 tracing::warn!(queue_id = %txn.queue_id, to = %address, "deferred: outbound delivery is not available");
                 Answer::Reject(Reply::ext(
@@ -280,24 +326,33 @@ impl SmtpHandler {
             .filter(|t| t.writer.is_none())
             .map(|t| self.received(t));
         let app = self.app.clone();
+        let delivery = self.delivery.clone();
         let Some(txn) = self.txn.as_mut() else { return };
         let buf = std::mem::take(&mut txn.pending);
         let writer = txn.writer.take();
         let mut error = txn.error.take();
         let from = txn.from.clone();
-        let recipients = if writer.is_none() && error.is_none() {
-            txn.recipients.clone()
+        let queue_id = txn.queue_id.clone();
+        let smtputf8 = txn.smtputf8;
+        let (recipients, relay) = if writer.is_none() && error.is_none() {
+            (txn.recipients.clone(), txn.relay.clone())
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         self.job = Some(Box::new(move || {
+            let queue = delivery.as_ref().map(|d| d.queue());
             let mut writer = writer;
             if error.is_none() {
                 if writer.is_none() {
-                    match app
-                        .store
-                        .begin(&from, recipients, header.unwrap_or_default().as_bytes())
-                    {
+                    let env = Envelope {
+                        queue_id: &queue_id,
+                        from: &from,
+                        local: recipients,
+                        relay: &relay,
+                        smtputf8,
+                    };
+                    let header = header.unwrap_or_default();
+                    match Accepting::begin(&app.store, queue, env, header.as_bytes()) {
                         Ok(w) => writer = Some(w),
                         Err(e) => error = Some(e),
                     }
@@ -312,10 +367,13 @@ impl SmtpHandler {
             if finish {
                 let result = match (writer, error) {
                     (_, Some(e)) => Err(e),
-                    (Some(w), None) => w.commit().map(|files| {
+                    (Some(w), None) => w.commit(queue).map(|(files, queued)| {
                         // IMAP sessions watching these mailboxes look again.
-                        for f in &files {
-                            app.mail.registry().notify_delivered(f);
+                        files
+                            .iter()
+                            .for_each(|f| app.mail.registry().notify_delivered(f));
+                        if let (Some(meta), Some(d)) = (queued, &delivery) {
+                            d.enqueued(meta);
                         }
                     }),
                     (None, None) => Ok(()),
@@ -369,6 +427,7 @@ impl SmtpHandler {
                 tracing::info!(
                     queue_id = %txn.queue_id, client = %self.info.peer, from = %txn.from,
                     to = %txn.rcpt_log.join(","), size = txn.size, tls = %tls, user = %user,
+                    local = txn.recipients.len(), queued = txn.relay.len(),
                     "delivered"
                 );
                 Answer::Queued(txn.queue_id)
@@ -488,6 +547,13 @@ impl Drop for SmtpHandler {
                 tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, "disconnect")
             }
         }
+    }
+}
+
+/// Adds a recipient elsewhere unless it is there already (addresses compare without case).
+fn add_relay(relay: &mut Vec<(String, Option<String>)>, address: String, original: Option<&str>) {
+    if !relay.iter().any(|(a, _)| a.eq_ignore_ascii_case(&address)) {
+        relay.push((address, original.map(str::to_string)));
     }
 }
 
