@@ -504,6 +504,39 @@ def test_no_dsn_for_a_dsn(make_server):
         assert a.all_files("new") == []
 
 
+def test_messages_for_one_destination_share_a_connection(make_server):
+    """Mail that piled up for a next hop goes out over one connection when the limit per
+    destination is 1, one transaction per message."""
+    port = free_port()
+    a = with_routes(make_server, {"remote.test": f"127.0.0.1:{port}"},
+                    config={"queue": {"retry_intervals": [3600], "max_age": 86400},
+                            "outbound": {"concurrency_per_destination": 1}})
+    msgs = [make_message(f"batch {i}", sender=ALICE, to=DAVE) for i in range(5)]
+    for m in msgs:
+        assert_reply(submit(a, ALICE, [DAVE], m), 250)
+    wait_until(lambda: len(log_lines(a, r"status=deferred")) >= 5, what="five deferrals")
+    with Sink(port=port) as sink:
+        assert queue_cli(a, "flush").returncode == 0
+        got = sink.wait_messages(5)
+        assert sorted(split_received(d)[1] for _, _, d in got) == sorted(msgs)
+        wait_queue_empty(a)
+        assert sink.connections == 1, f"{sink.connections} connections for 5 messages"
+        assert sink.transactions == 5
+
+
+def test_tls_encrypt_defers_when_starttls_is_not_offered(make_server):
+    with Sink() as sink:
+        a = with_routes(make_server, {"remote.test": f"127.0.0.1:{sink.port}"},
+                        config={**FAST_QUEUE, "outbound": {"tls": "encrypt"}})
+        msg = make_message("must be encrypted", sender=ALICE, to=DAVE)
+        assert_reply(submit(a, ALICE, [DAVE], msg), 250)
+        line = wait_until(lambda: log_lines(a, r"status=deferred"), what="a deferral")[0]
+        assert "dsn=4.7.4" in line and "STARTTLS" in line, line
+        assert sink.messages == [] and sink.transactions == 0
+        out = queue_cli(a, "list")
+        assert f"<{DAVE}>  pending" in out.stdout, out.stdout
+
+
 # -- crash safety ---------------------------------------------------------------------------
 def test_sigkill_between_accept_and_delivery(make_server):
     port = free_port()
