@@ -67,7 +67,11 @@ pub(super) fn send_dsn(
                     .begin("", recipients, received.as_bytes())
                     .map_err(|e| e.to_string())?;
                 w.write(&body).map_err(|e| e.to_string())?;
-                w.commit().map_err(|e| e.to_string())?;
+                let files = w.commit().map_err(|e| e.to_string())?;
+                // IMAP sessions watching the sender's mailbox look again.
+                for f in &files {
+                    ctx.app.mail.registry().notify_delivered(f);
+                }
             }
             forward.extend(f.into_iter().map(|a| (a, Some(meta.from.clone()))));
             Sent::Local(id.clone())
