@@ -30,6 +30,16 @@ if ((${#missing[@]})); then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Postfix's smtp-sink, a real foreign MTA for tests/e2e/test_relay.py. "No configuration"
+# installs the programs without a main.cf, so no postfix daemon is set up or started.
+if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    log "installing postfix (for smtp-sink only: no configuration, no daemon)"
+    echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
+fi
+
 # -- Python packages ------------------------------------------------------------------------
 python="${PYTHON:-python3}"
 pymissing=()

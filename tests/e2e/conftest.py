@@ -53,6 +53,9 @@ DEFAULT_CONFIG = {
     "smtp": {"enabled": True, "listen": ["127.0.0.1:0"], "starttls": False},
     "submission": {"enabled": True, "listen": ["127.0.0.1:0"]},
     "submissions": {"enabled": False, "listen": ["127.0.0.1:0"]},
+    # Outbound lookups go to a closed loopback port: no test server ever asks the
+    # machine's resolver, so no test sends traffic off loopback.
+    "dns": {"servers": ["127.0.0.1:9"], "timeout": 1},
 }
 
 

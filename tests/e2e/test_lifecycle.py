@@ -115,7 +115,7 @@ def test_no_new_connections_after_sigterm(server):
                 except (socket.timeout, ConnectionResetError):
                     first = b""
                 s.close()
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):
                 break
             if not first.startswith(b"220"):
                 break
