@@ -37,6 +37,7 @@ if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
     log "installing postfix (for smtp-sink only: no configuration, no daemon)"
     echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+    $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
 fi
 
