@@ -481,3 +481,17 @@ IMAP = {
 }
 for name, stream in IMAP.items():
     write("imap_command", name, framed(imap_control(cuts=(5, 40)), stream))
+
+# Found by hand (fuzz/README.md, crash 1): an answer held back, then shutdown; and the peer
+# going away during a password check.
+session(
+    "shutdown-while-pending",
+    b"EHLO x\r\nMAIL FROM:<a@example.org>\r\n",
+    st=steps(("Delay", b"\x03"), feed(40), "Shutdown"),
+)
+session(
+    "peer-closed-during-auth",
+    crlf("EHLO laptop\nAUTH PLAIN " + b64(b"\0alice@example.test\0alice-secret-1")),
+    config=cfg(auth=True, implicit=True),
+    st=steps(("Delay", b"\x03"), feed(60), "PeerClosed"),
+)
