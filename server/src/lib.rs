@@ -4,6 +4,7 @@
 pub mod app;
 pub mod commit;
 pub mod config;
+pub mod conn;
 pub mod directory;
 pub mod imap;
 pub mod maildir;

@@ -34,7 +34,11 @@ use ironpost_core::service::{ConnInfo, ConnectionHandler, HandlerFactory, Job, J
 use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
+use crate::conn::{self, Jobs, Tls};
 use crate::mailstore::{Account, MailboxView, StoreOp, SystemFlags};
+
+/// The answer to a connection over the limits.
+const REFUSAL: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n";
 
 /// Message octets read per job.
 const CHUNK: usize = 64 * 1024;
@@ -256,23 +260,16 @@ impl Pop3Factory {
 impl HandlerFactory for Pop3Factory {
     fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler> {
         let listener = self.name();
-        let Some(slot) = self.app.admit(info.peer.ip()) else {
-            tracing::warn!(listener, client = %info.peer, "connection refused: too many connections");
-            return Box::new(Refused::new(self.implicit_tls));
-        };
-        let session = Session::new(self.session.clone(), self.implicit_tls, now);
-        let conn = if self.implicit_tls {
-            match Connection::implicit_tls(session, self.app.tls.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start TLS");
-                    return Box::new(Refused::new(true));
-                }
-            }
+        let tls = if self.implicit_tls {
+            Tls::Implicit
         } else {
-            Connection::plain(session, Some(self.app.tls.clone()))
+            Tls::StartTls
         };
-        tracing::info!(listener, client = %info.peer, "connect");
+        let session = || Session::new(self.session.clone(), self.implicit_tls, now);
+        let (conn, slot) = match conn::open(&self.app, listener, &info, tls, REFUSAL, session) {
+            Ok(opened) => opened,
+            Err(refused) => return refused,
+        };
         Box::new(Pop3Handler {
             conn,
             app: self.app.clone(),
@@ -283,8 +280,7 @@ impl HandlerFactory for Pop3Factory {
             account: None,
             maildrop: None,
             stream: None,
-            job: None,
-            job_running: false,
+            jobs: Jobs::default(),
             sending_retr: false,
             retrieved: 0,
             deleted: 0,
@@ -321,8 +317,7 @@ struct Pop3Handler {
     maildrop: Option<Maildrop>,
     /// The rest of the message RETR/TOP is sending.
     stream: Option<File>,
-    job: Option<Job>,
-    job_running: bool,
+    jobs: Jobs,
     /// The message being sent answers RETR (not TOP).
     sending_retr: bool,
     /// Messages sent whole by RETR, and removed at QUIT: for the disconnect log line.
@@ -344,7 +339,7 @@ impl Pop3Handler {
     }
 
     fn busy(&self) -> bool {
-        self.job_running || self.job.is_some() || self.stream.is_some()
+        self.jobs.busy() || self.stream.is_some()
     }
 
     /// Takes events until one needs a job or the session needs more input (or room to
@@ -362,7 +357,7 @@ impl Pop3Handler {
         match ev {
             Event::Login { user, pass } => {
                 let app = self.app.clone();
-                self.job = Some(Box::new(move || {
+                self.jobs.queue(move || {
                     let ok = app.directory.get().verify_password(&user, &pass);
                     let account = ok
                         .then(|| account_name(&user))
@@ -374,8 +369,8 @@ impl Pop3Handler {
                                 None
                             }
                         });
-                    Box::new(Done::Login(account)) as JobOutput
-                }));
+                    Done::Login(account)
+                });
             }
             Event::OpenMaildrop => {
                 let Some(account) = self.account.take() else {
@@ -384,9 +379,8 @@ impl Pop3Handler {
                     return;
                 };
                 let locks = self.locks.clone();
-                self.job = Some(Box::new(move || {
-                    Box::new(Done::Opened(Maildrop::open(&account, &locks))) as JobOutput
-                }));
+                self.jobs
+                    .queue(move || Done::Opened(Maildrop::open(&account, &locks)));
             }
             Event::Retr { msg } | Event::Top { msg, .. } => {
                 self.sending_retr = matches!(ev, Event::Retr { .. });
@@ -395,7 +389,7 @@ impl Pop3Handler {
                         .message_failed(now, Failure::temp("No maildrop"));
                     return;
                 };
-                self.job = Some(Box::new(move || {
+                self.jobs.queue(move || {
                     let (file, data) = match maildrop.open_message(msg) {
                         Ok(mut f) => {
                             let data = read_chunk(&mut f);
@@ -403,46 +397,42 @@ impl Pop3Handler {
                         }
                         Err(e) => (None, Err(e)),
                     };
-                    Box::new(Done::Read {
+                    Done::Read {
                         maildrop: Some(maildrop),
                         first: true,
                         file,
                         data,
-                    }) as JobOutput
-                }));
+                    }
+                });
             }
             Event::Update { deleted, retrieved } => {
                 let Some(maildrop) = self.maildrop.take() else {
                     self.session().update_done(now, Ok(()));
                     return;
                 };
-                self.job = Some(Box::new(move || {
-                    Box::new(Done::Updated(maildrop.update(&deleted, &retrieved))) as JobOutput
-                }));
+                self.jobs
+                    .queue(move || Done::Updated(maildrop.update(&deleted, &retrieved)));
             }
         }
     }
 
     /// The next chunk of the message being sent, once the output has room.
     fn read_job(&mut self) {
-        if self.job.is_some()
-            || self.job_running
-            || self.conn.protocol().pending_output() >= OUTPUT_LIMIT
-        {
+        if self.jobs.busy() || self.conn.protocol().pending_output() >= OUTPUT_LIMIT {
             return;
         }
         let Some(mut file) = self.stream.take() else {
             return;
         };
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let data = read_chunk(&mut file);
-            Box::new(Done::Read {
+            Done::Read {
                 maildrop: None,
                 first: false,
                 file: Some(file),
                 data,
-            }) as JobOutput
-        }));
+            }
+        });
     }
 
     fn read_done(
@@ -490,18 +480,16 @@ impl ConnectionHandler for Pop3Handler {
     }
 
     fn poll_job(&mut self) -> Option<Job> {
-        if self.job_running {
+        if self.jobs.running() {
             return None;
         }
         self.read_job();
-        let job = self.job.take()?;
-        self.job_running = true;
-        Some(job)
+        self.jobs.poll()
     }
 
     fn job_done(&mut self, now: Instant, output: JobOutput) {
         self.now = now;
-        self.job_running = false;
+        self.jobs.done();
         let Ok(done) = output.downcast::<Done>() else {
             return;
         };
@@ -583,67 +571,16 @@ impl ConnectionHandler for Pop3Handler {
     }
 
     fn is_closed(&self) -> bool {
-        self.conn.wants_close() && !self.job_running
+        self.conn.wants_close() && !self.jobs.running()
     }
 }
 
 impl Drop for Pop3Handler {
     fn drop(&mut self) {
-        let tls = self
-            .conn
-            .protocol()
-            .tls()
-            .map(|t| t.version.clone())
-            .unwrap_or_else(|| "none".into());
+        let tls = conn::tls_name(self.conn.protocol().tls());
         let user = self.log_user();
-        match self.conn.error() {
-            Some(e) => {
-                tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, retrieved = self.retrieved, deleted = self.deleted, error = %e, "disconnect")
-            }
-            None => {
-                tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, retrieved = self.retrieved, deleted = self.deleted, "disconnect")
-            }
-        }
-    }
-}
-
-/// Answers a connection over the limits with -ERR and closes it.
-struct Refused {
-    reply: Option<&'static [u8]>,
-}
-
-impl Refused {
-    fn new(implicit_tls: bool) -> Self {
-        // On an implicit-TLS port a cleartext reply would be noise: just close.
-        Refused {
-            reply: (!implicit_tls)
-                .then_some(&b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"[..]),
-        }
-    }
-}
-
-impl ConnectionHandler for Refused {
-    fn receive(&mut self, _: Instant, _: &[u8]) {}
-    fn transmit(&mut self, out: &mut Vec<u8>) {
-        if let Some(r) = self.reply.take() {
-            out.extend_from_slice(r);
-        }
-    }
-    fn poll_job(&mut self) -> Option<Job> {
-        None
-    }
-    fn job_done(&mut self, _: Instant, _: JobOutput) {}
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn wants_read(&self) -> bool {
-        false
-    }
-    fn peer_closed(&mut self, _: Instant) {}
-    fn shutdown(&mut self, _: Instant) {}
-    fn is_closed(&self) -> bool {
-        true
+        let error = self.conn.error().map(tracing::field::display);
+        tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, retrieved = self.retrieved, deleted = self.deleted, error, "disconnect");
     }
 }
 

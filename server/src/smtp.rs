@@ -11,11 +11,15 @@ use ironpost_core::smtp::{Answer, Event, Reply, Session, SessionConfig};
 use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
+use crate::conn::{self, Jobs, Tls};
 use crate::directory::Resolution;
 use crate::maildir::{Recipient, StoreError};
 use crate::outbound::Delivery;
 use crate::queue::{Accepting, Envelope};
 use crate::received::{new_queue_id, received_header, Arrival};
+
+/// The answer to a connection over the limits.
+const REFUSAL: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
 
 /// Body bytes gathered before a write job is sent off: big enough to keep jobs few.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -83,25 +87,18 @@ impl SmtpFactory {
 
 impl HandlerFactory for SmtpFactory {
     fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler> {
-        let Some(slot) = self.app.admit(info.peer.ip()) else {
-            tracing::warn!(listener = self.role.name(), client = %info.peer, "connection refused: too many connections");
-            return Box::new(Refused::new(self.role));
+        let tls = match self.role {
+            Role::Submissions => Tls::Implicit,
+            _ if self.session.starttls != StartTls::Off => Tls::StartTls,
+            _ => Tls::Off,
         };
-        let implicit = self.role == Role::Submissions;
-        let session = Session::new(self.session.clone(), implicit, now);
-        let conn = if implicit {
-            match Connection::implicit_tls(session, self.app.tls.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start TLS");
-                    return Box::new(Refused::new(self.role));
-                }
-            }
-        } else {
-            let tls = (self.session.starttls != StartTls::Off).then(|| self.app.tls.clone());
-            Connection::plain(session, tls)
-        };
-        tracing::info!(listener = self.role.name(), client = %info.peer, "connect");
+        let implicit = tls == Tls::Implicit;
+        let session = || Session::new(self.session.clone(), implicit, now);
+        let (conn, slot) =
+            match conn::open(&self.app, self.role.name(), &info, tls, REFUSAL, session) {
+                Ok(opened) => opened,
+                Err(refused) => return refused,
+            };
         Box::new(SmtpHandler {
             conn,
             app: self.app.clone(),
@@ -109,8 +106,7 @@ impl HandlerFactory for SmtpFactory {
             role: self.role,
             info,
             txn: None,
-            job: None,
-            job_running: false,
+            jobs: Jobs::default(),
             messages: 0,
             _slot: slot,
         })
@@ -153,8 +149,7 @@ struct SmtpHandler {
     role: Role,
     info: ConnInfo,
     txn: Option<Txn>,
-    job: Option<Job>,
-    job_running: bool,
+    jobs: Jobs,
     messages: u32,
     _slot: ConnectionSlot,
 }
@@ -166,7 +161,7 @@ impl SmtpHandler {
 
     /// Takes events until one needs a job or the session needs more input.
     fn drive(&mut self, now: Instant) {
-        while !self.job_running && self.job.is_none() {
+        while !self.jobs.busy() {
             let Some(ev) = self.session().poll_event() else {
                 break;
             };
@@ -180,10 +175,9 @@ impl SmtpHandler {
                 username, password, ..
             } => {
                 let app = self.app.clone();
-                self.job = Some(Box::new(move || {
-                    let ok = app.directory.get().verify_password(&username, &password);
-                    Box::new(Done::Auth(ok)) as JobOutput
-                }));
+                self.jobs.queue(move || {
+                    Done::Auth(app.directory.get().verify_password(&username, &password))
+                });
             }
             Event::Mail { from, smtputf8, .. } => {
                 let from = from.map(|a| a.to_string()).unwrap_or_default();
@@ -339,7 +333,7 @@ impl SmtpHandler {
         } else {
             (Vec::new(), Vec::new())
         };
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let queue = delivery.as_ref().map(|d| d.queue());
             let mut writer = writer;
             if error.is_none() {
@@ -378,12 +372,12 @@ impl SmtpHandler {
                     }),
                     (None, None) => Ok(()),
                 };
-                return Box::new(Done::Committed(result)) as JobOutput;
+                return Done::Committed(result);
             }
             let mut buf = buf;
             buf.clear();
-            Box::new(Done::Wrote { writer, buf, error }) as JobOutput
-        }));
+            Done::Wrote { writer, buf, error }
+        });
     }
 
     fn received(&self, txn: &Txn) -> String {
@@ -409,12 +403,7 @@ impl SmtpHandler {
 
     fn finished(&mut self, now: Instant, result: Result<(), StoreError>) {
         let Some(txn) = self.txn.take() else { return };
-        let tls = self
-            .conn
-            .protocol()
-            .tls()
-            .map(|t| t.version.clone())
-            .unwrap_or_else(|| "none".into());
+        let tls = conn::tls_name(self.conn.protocol().tls());
         let user = self
             .conn
             .protocol()
@@ -462,13 +451,11 @@ impl ConnectionHandler for SmtpHandler {
     }
 
     fn poll_job(&mut self) -> Option<Job> {
-        let job = self.job.take()?;
-        self.job_running = true;
-        Some(job)
+        self.jobs.poll()
     }
 
     fn job_done(&mut self, now: Instant, output: JobOutput) {
-        self.job_running = false;
+        self.jobs.done();
         let Ok(done) = output.downcast::<Done>() else {
             return;
         };
@@ -527,26 +514,15 @@ impl ConnectionHandler for SmtpHandler {
     }
 
     fn is_closed(&self) -> bool {
-        self.conn.wants_close() && !self.job_running
+        self.conn.wants_close() && !self.jobs.running()
     }
 }
 
 impl Drop for SmtpHandler {
     fn drop(&mut self) {
-        let tls = self
-            .conn
-            .protocol()
-            .tls()
-            .map(|t| t.version.clone())
-            .unwrap_or_else(|| "none".into());
-        match self.conn.error() {
-            Some(e) => {
-                tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, error = %e, "disconnect")
-            }
-            None => {
-                tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, "disconnect")
-            }
-        }
+        let tls = conn::tls_name(self.conn.protocol().tls());
+        let error = self.conn.error().map(tracing::field::display);
+        tracing::info!(listener = self.role.name(), client = %self.info.peer, messages = self.messages, tls = %tls, error, "disconnect");
     }
 }
 
@@ -557,45 +533,14 @@ fn add_relay(relay: &mut Vec<(String, Option<String>)>, address: String, origina
     }
 }
 
-/// Answers a connection over the limits with 421 and closes it.
-struct Refused {
-    reply: Option<Vec<u8>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Refused {
-    fn new(role: Role) -> Self {
-        // On an implicit-TLS port a cleartext reply would be noise: just close.
-        let reply = (role != Role::Submissions).then(|| {
-            let mut v = Vec::new();
-            Reply::ext(421, 4, 7, 0, "Too many connections, try again later")
-                .write_to(&mut v, true);
-            v
-        });
-        Refused { reply }
-    }
-}
-
-impl ConnectionHandler for Refused {
-    fn receive(&mut self, _: Instant, _: &[u8]) {}
-    fn transmit(&mut self, out: &mut Vec<u8>) {
-        if let Some(r) = self.reply.take() {
-            out.extend_from_slice(&r);
-        }
-    }
-    fn poll_job(&mut self) -> Option<Job> {
-        None
-    }
-    fn job_done(&mut self, _: Instant, _: JobOutput) {}
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn wants_read(&self) -> bool {
-        false
-    }
-    fn peer_closed(&mut self, _: Instant) {}
-    fn shutdown(&mut self, _: Instant) {}
-    fn is_closed(&self) -> bool {
-        true
+    #[test]
+    fn refusal_is_a_421_reply() {
+        let mut v = Vec::new();
+        Reply::ext(421, 4, 7, 0, "Too many connections, try again later").write_to(&mut v, true);
+        assert_eq!(v, REFUSAL);
     }
 }

@@ -23,10 +23,14 @@ use ironpost_core::service::{ConnInfo, ConnectionHandler, HandlerFactory, Job, J
 use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
+use crate::conn::{self, Jobs, Tls};
 use crate::mailstore::{Account, AppendWriter, SystemFlags};
 
 pub use commands::STORE_CAPABILITIES;
 use commands::{FetchState, Mail, Reply};
+
+/// The answer to a connection over the limits.
+const REFUSAL: &[u8] = b"* BYE Too many connections, try again later\r\n";
 
 /// APPEND octets gathered before a write job is sent off.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -99,24 +103,17 @@ impl ImapFactory {
 impl HandlerFactory for ImapFactory {
     fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler> {
         let listener = self.name();
-        let Some(slot) = self.app.admit(info.peer.ip()) else {
-            tracing::warn!(listener, client = %info.peer, "connection refused: too many connections");
-            return Box::new(Refused::new(self.implicit_tls));
+        let tls = if self.implicit_tls {
+            Tls::Implicit
+        } else {
+            Tls::StartTls
+        };
+        let session = || Session::new(self.session.clone(), self.implicit_tls, now);
+        let (conn, slot) = match conn::open(&self.app, listener, &info, tls, REFUSAL, session) {
+            Ok(opened) => opened,
+            Err(refused) => return refused,
         };
         self.purge(now);
-        let session = Session::new(self.session.clone(), self.implicit_tls, now);
-        let conn = if self.implicit_tls {
-            match Connection::implicit_tls(session, self.app.tls.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start TLS");
-                    return Box::new(Refused::new(true));
-                }
-            }
-        } else {
-            Connection::plain(session, Some(self.app.tls.clone()))
-        };
-        tracing::info!(listener, client = %info.peer, "connect");
         Box::new(ImapHandler {
             conn,
             app: self.app.clone(),
@@ -124,8 +121,7 @@ impl HandlerFactory for ImapFactory {
             info,
             mail: None,
             user: None,
-            job: None,
-            job_running: false,
+            jobs: Jobs::default(),
             fetch: None,
             append: None,
             idle: None,
@@ -188,8 +184,7 @@ struct ImapHandler {
     /// The account and selected mailbox; `None` before login and while a job holds them.
     mail: Option<Mail>,
     user: Option<String>,
-    job: Option<Job>,
-    job_running: bool,
+    jobs: Jobs,
     /// A FETCH with batches still to answer.
     fetch: Option<FetchState>,
     append: Option<Append>,
@@ -219,7 +214,7 @@ impl ImapHandler {
     }
 
     fn busy(&self) -> bool {
-        self.job_running || self.job.is_some() || self.fetch.is_some()
+        self.jobs.busy() || self.fetch.is_some()
     }
 
     /// Takes events until one needs a job, the session needs more input, or the client
@@ -239,7 +234,7 @@ impl ImapHandler {
             Event::Login { username, password } => {
                 let app = self.app.clone();
                 self.user = Some(username.clone());
-                self.job = Some(Box::new(move || {
+                self.jobs.queue(move || {
                     let ok = app.directory.get().verify_password(&username, &password);
                     let account = ok
                         .then(|| account_name(&username))
@@ -251,8 +246,8 @@ impl ImapHandler {
                                 None
                             }
                         });
-                    Box::new(Done::Login(account)) as JobOutput
-                }));
+                    Done::Login(account)
+                });
             }
             Event::Command { tag: _, command } => self.command(now, command),
             Event::AppendStart {
@@ -309,17 +304,16 @@ impl ImapHandler {
             }
             return;
         }
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let reply = commands::execute(&mut mail, &command);
-            Box::new(Done::Command { mail, reply }) as JobOutput
-        }));
+            Done::Command { mail, reply }
+        });
     }
 
     /// The next FETCH batch, if one is due and the output has room.
     fn fetch_job(&mut self) {
         if self.fetch.is_none()
-            || self.job.is_some()
-            || self.job_running
+            || self.jobs.busy()
             || self.conn.protocol().pending_output() >= OUTPUT_LIMIT
         {
             return;
@@ -327,21 +321,21 @@ impl ImapHandler {
         let (Some(mut state), Some(mut mail)) = (self.fetch.take(), self.mail.take()) else {
             return;
         };
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let mut out = Vec::new();
             let reply = commands::fetch_batch(&mut mail, &mut state, &mut out);
-            Box::new(Done::Fetch {
+            Done::Fetch {
                 mail,
                 state,
                 out,
                 reply,
-            }) as JobOutput
-        }));
+            }
+        });
     }
 
     /// A sync of the selected mailbox while idling.
     fn updates_job(&mut self) {
-        if self.job.is_some() || self.job_running {
+        if self.jobs.busy() {
             return;
         }
         if self.mail.as_ref().is_none_or(|m| m.view.is_none()) {
@@ -350,11 +344,11 @@ impl ImapHandler {
         let Some(mut mail) = self.mail.take() else {
             return;
         };
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let mut out = Vec::new();
             let gone = !commands::sync(&mut mail, &mut out, true);
-            Box::new(Done::Updates { mail, out, gone }) as JobOutput
-        }));
+            Done::Updates { mail, out, gone }
+        });
     }
 
     fn append_start(
@@ -392,10 +386,8 @@ impl ImapHandler {
             match account {
                 Some(account) => {
                     let name = append.mailbox.clone();
-                    self.job = Some(Box::new(move || {
-                        Box::new(Done::AppendOpened(commands::append_open(&account, &name)))
-                            as JobOutput
-                    }));
+                    self.jobs
+                        .queue(move || Done::AppendOpened(commands::append_open(&account, &name)));
                 }
                 None => append.error = Some(Reply::no(Some("SERVERBUG"), "Not logged in")),
             }
@@ -412,12 +404,12 @@ impl ImapHandler {
             return;
         };
         let mut buf = std::mem::take(&mut a.pending);
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let error = writer.write(&buf).err().map(|e| Reply::store_error(&e));
             buf.clear();
             let writer = error.is_none().then_some(writer);
-            Box::new(Done::AppendWrote { writer, buf, error }) as JobOutput
-        }));
+            Done::AppendWrote { writer, buf, error }
+        });
     }
 
     fn append_end(&mut self, now: Instant) {
@@ -433,13 +425,13 @@ impl ImapHandler {
             self.finish(now, Reply::no(Some("SERVERBUG"), "APPEND lost its message"));
             return;
         };
-        self.job = Some(Box::new(move || {
+        self.jobs.queue(move || {
             let reply = match writer.write(&a.pending) {
                 Ok(()) => commands::append_commit(&mut mail, writer, a.flags, &a.keywords, a.date),
                 Err(e) => Reply::store_error(&e),
             };
-            Box::new(Done::Command { mail, reply }) as JobOutput
-        }));
+            Done::Command { mail, reply }
+        });
     }
 
     /// Hands a command's responses to the session and ends the command.
@@ -501,17 +493,15 @@ impl ConnectionHandler for ImapHandler {
     }
 
     fn poll_job(&mut self) -> Option<Job> {
-        if self.job_running {
+        if self.jobs.running() {
             return None;
         }
         self.fetch_job();
-        let job = self.job.take()?;
-        self.job_running = true;
-        Some(job)
+        self.jobs.poll()
     }
 
     fn job_done(&mut self, now: Instant, output: JobOutput) {
-        self.job_running = false;
+        self.jobs.done();
         let Ok(done) = output.downcast::<Done>() else {
             return;
         };
@@ -573,7 +563,7 @@ impl ConnectionHandler for ImapHandler {
     fn poll_timeout(&self) -> Option<Instant> {
         let session = self.conn.protocol().poll_timeout();
         let idle = match &self.idle {
-            Some(i) if !self.job_running && self.job.is_none() => Some(i.next_check),
+            Some(i) if !self.jobs.busy() => Some(i.next_check),
             _ => None,
         };
         match (session, idle) {
@@ -585,7 +575,7 @@ impl ConnectionHandler for ImapHandler {
     fn handle_timeout(&mut self, now: Instant) {
         self.session().handle_timeout(now);
         let due = match self.idle.as_mut() {
-            Some(i) if now >= i.next_check && !self.job_running && self.job.is_none() => {
+            Some(i) if now >= i.next_check && !self.jobs.busy() => {
                 i.next_check = now + IDLE_POLL;
                 let rescan = now >= i.next_rescan;
                 if rescan {
@@ -623,67 +613,16 @@ impl ConnectionHandler for ImapHandler {
     }
 
     fn is_closed(&self) -> bool {
-        self.conn.wants_close() && !self.job_running
+        self.conn.wants_close() && !self.jobs.running()
     }
 }
 
 impl Drop for ImapHandler {
     fn drop(&mut self) {
-        let tls = self
-            .conn
-            .protocol()
-            .tls()
-            .map(|t| t.version.clone())
-            .unwrap_or_else(|| "none".into());
+        let tls = conn::tls_name(self.conn.protocol().tls());
         let user = self.user.as_deref().unwrap_or("-");
-        match self.conn.error() {
-            Some(e) => {
-                tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, error = %e, "disconnect")
-            }
-            None => {
-                tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, "disconnect")
-            }
-        }
-    }
-}
-
-/// Answers a connection over the limits with BYE and closes it.
-struct Refused {
-    reply: Option<&'static [u8]>,
-}
-
-impl Refused {
-    fn new(implicit_tls: bool) -> Self {
-        // On an implicit-TLS port a cleartext reply would be noise: just close.
-        Refused {
-            reply: (!implicit_tls)
-                .then_some(&b"* BYE Too many connections, try again later\r\n"[..]),
-        }
-    }
-}
-
-impl ConnectionHandler for Refused {
-    fn receive(&mut self, _: Instant, _: &[u8]) {}
-    fn transmit(&mut self, out: &mut Vec<u8>) {
-        if let Some(r) = self.reply.take() {
-            out.extend_from_slice(r);
-        }
-    }
-    fn poll_job(&mut self) -> Option<Job> {
-        None
-    }
-    fn job_done(&mut self, _: Instant, _: JobOutput) {}
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn wants_read(&self) -> bool {
-        false
-    }
-    fn peer_closed(&mut self, _: Instant) {}
-    fn shutdown(&mut self, _: Instant) {}
-    fn is_closed(&self) -> bool {
-        true
+        let error = self.conn.error().map(tracing::field::display);
+        tracing::info!(listener = self.listener, client = %self.info.peer, user = %user, tls = %tls, error, "disconnect");
     }
 }
 
