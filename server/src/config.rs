@@ -215,6 +215,8 @@ pub struct Limits {
     pub data_timeout: Duration,
     pub max_errors: u32,
     pub max_auth_failures: u32,
+    /// `Received:` fields a message may carry; one with more is refused as a mail loop.
+    pub max_hops: usize,
 }
 
 /// A listener for submission ports.
@@ -334,6 +336,7 @@ struct RawLimits {
     data_timeout: Option<Spanned<u64>>,
     max_errors: Option<Spanned<u32>>,
     max_auth_failures: Option<Spanned<u32>>,
+    max_hops: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -383,6 +386,7 @@ impl Default for Limits {
             data_timeout: Duration::from_secs(180),
             max_errors: 10,
             max_auth_failures: 3,
+            max_hops: 50,
         }
     }
 }
@@ -607,6 +611,7 @@ impl Validator<'_> {
                 l.max_auth_failures,
                 d.max_auth_failures,
             )?,
+            max_hops: self.positive("limits.max_hops", l.max_hops, d.max_hops)?,
         };
 
         let smtp_enabled = raw.smtp.enabled.unwrap_or(true);
@@ -1103,6 +1108,7 @@ command_timeout = 60
 data_timeout = 30
 max_errors = 5
 max_auth_failures = 1
+max_hops = 20
 
 [smtp]
 enabled = false
@@ -1158,6 +1164,7 @@ listen = ["[::]:995"]
                 data_timeout: Duration::from_secs(30),
                 max_errors: 5,
                 max_auth_failures: 1,
+                max_hops: 20,
             }
         );
         assert!(!c.smtp.enabled && c.smtp.starttls);
@@ -1320,6 +1327,8 @@ listen = ["[::]:995"]
             invalid("[limits]\ncommand_timeout = 0").0,
             "limits.command_timeout"
         );
+        assert_eq!(invalid("[limits]\nmax_hops = 0").0, "limits.max_hops");
+        assert!(parse("[limits]\nmax_hop = 5").is_err(), "no such key");
         assert_eq!(invalid("[smtp]\nlisten = []").0, "smtp.listen");
         assert!(parse("[smtp]\nenabled = false\nlisten = []").is_ok());
         let (key, line, _) = invalid("[imap]\nlisten = []");

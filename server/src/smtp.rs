@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use ironpost_core::service::{ConnInfo, ConnectionHandler, HandlerFactory, Job, JobOutput};
 use ironpost_core::smtp::session::{AuthPolicy, StartTls};
-use ironpost_core::smtp::{Answer, Event, Reply, Session, SessionConfig};
+use ironpost_core::smtp::{Answer, Event, HopCounter, Reply, Session, SessionConfig};
 use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
@@ -129,6 +129,8 @@ struct Txn {
     pending: Vec<u8>,
     size: u64,
     error: Option<StoreError>,
+    /// The `Received:` fields the message came with.
+    hops: HopCounter,
 }
 
 /// What a job hands back.
@@ -209,6 +211,7 @@ impl SmtpHandler {
                     pending: Vec::new(),
                     size: 0,
                     error: None,
+                    hops: HopCounter::new(),
                 });
                 self.session().answer(now, Answer::Accept);
             }
@@ -218,9 +221,12 @@ impl SmtpHandler {
             }
             Event::DataStart => {}
             Event::Body(chunk) => {
+                let max_hops = self.app.config.limits.max_hops;
                 let Some(txn) = self.txn.as_mut() else { return };
                 txn.size += chunk.len() as u64;
-                if txn.error.is_some() {
+                txn.hops.feed(&chunk);
+                // A looping message is refused at the end of data: nothing more is written.
+                if txn.error.is_some() || txn.hops.count() > max_hops {
                     return;
                 }
                 if txn.pending.is_empty() {
@@ -232,7 +238,14 @@ impl SmtpHandler {
                     self.write_job(false);
                 }
             }
-            Event::MessageEnd => self.write_job(true),
+            Event::MessageEnd => {
+                let max_hops = self.app.config.limits.max_hops;
+                if self.txn.as_ref().is_some_and(|t| t.hops.count() > max_hops) {
+                    self.looping(now);
+                } else {
+                    self.write_job(true);
+                }
+            }
             Event::Reset => {
                 // Dropping the writer removes its temporary file.
                 self.txn = None;
@@ -399,6 +412,20 @@ impl SmtpHandler {
             },
             SystemTime::now(),
         )
+    }
+
+    /// Refuses a message that has passed through too many hops (a mail loop); dropping
+    /// the transaction's writer removes whatever of it was written.
+    fn looping(&mut self, now: Instant) {
+        let Some(txn) = self.txn.take() else { return };
+        tracing::warn!(
+            queue_id = %txn.queue_id, client = %self.info.peer, from = %txn.from,
+            to = %txn.rcpt_log.join(","), size = txn.size, hops = txn.hops.count(),
+            "rejected: too many hops (mail loop)"
+        );
+        drop(txn);
+        let reply = Reply::ext(554, 5, 4, 6, "Too many hops");
+        self.session().answer(now, Answer::Reject(reply));
     }
 
     fn finished(&mut self, now: Instant, result: Result<(), StoreError>) {

@@ -1,5 +1,5 @@
 """SMTP at the byte level over raw sockets: pipelining, BDAT, SMTP smuggling, STARTTLS
-command injection, overlong lines, junk, clients that vanish, and timeouts."""
+command injection, mail loops, overlong lines, junk, clients that vanish, and timeouts."""
 
 import random
 import socket
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from e2e_helpers import (
-    LOOPBACK, RawSmtp, assert_reply, big_body, bio_starttls, dot_stuff, make_message, port_open,
+    ALIASES, LOOPBACK, RawSmtp, assert_reply, big_body, bio_starttls, dot_stuff, make_message, port_open,
 )
 
 ALICE = "alice@example.test"
@@ -224,6 +224,46 @@ def test_lf_dot_lf_does_not_end_data(server):
         c.send(b"\r\n.\r\n")
         assert_reply(c.read_reply(), 550, "5.6.0")
     assert server.all_files("new") == []
+
+
+# -- mail loops ------------------------------------------------------------------------------
+def with_hops(message: bytes, hops: int) -> bytes:
+    """`message` with `hops` Received: fields on top, their names in mixed case."""
+    names = ("Received", "received", "RECEIVED")
+    fields = [f"{names[i % 3]}: from relay{i}.remote.test by relay{i + 1}.remote.test;\r\n"
+              f"\tTue, 25 Nov 2025 09:00:00 +0000\r\n" for i in range(hops)]
+    return "".join(fields).encode() + message
+
+
+def test_too_many_hops_is_554_546(make_server):
+    """More Received: fields than limits.max_hops (default 50) is a mail loop: refused at the
+    end of data, with nothing delivered or queued; a message at the limit is delivered."""
+    loop = "loop@example.test"
+    server = make_server(aliases={**ALIASES, loop: [BOB, "someone@remote.test"]})
+    queue = server.data_dir / "queue"
+
+    def queued() -> list[str]:
+        return sorted(str(p.relative_to(queue)) for p in queue.rglob("*")
+                      if p.is_file() and p.name != "flush") if queue.is_dir() else []
+
+    looping = with_hops(make_message("looping", to=loop), 51)
+    with RawSmtp(server.smtp_port) as c:
+        c.ehlo()
+        assert_reply(c.mail_transaction("sender@remote.test", [loop], looping), 554, "5.4.6",
+                     "DATA with 51 hops")
+        c.expect("MAIL FROM:<sender@remote.test>", 250)
+        c.expect(f"RCPT TO:<{loop}>", 250)
+        c.send(b"BDAT %d LAST\r\n" % len(looping) + looping)
+        assert_reply(c.read_reply(), 554, "5.4.6", "BDAT with 51 hops")
+        assert server.all_files("new") == [] and server.all_files("tmp") == []
+        assert queued() == [], f"a looping message was queued: {queued()}"
+
+        at_limit = with_hops(make_message("fifty hops", to=loop), 50)
+        assert_reply(c.mail_transaction("sender@remote.test", [loop], at_limit), 250, None,
+                     "DATA with 50 hops")
+        c.quit()
+    server.assert_delivered(BOB, at_limit, "sender@remote.test")
+    assert len([f for f in queued() if f.endswith(".msg")]) == 1, queued()
 
 
 # -- STARTTLS command injection --------------------------------------------------------------
