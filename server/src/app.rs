@@ -1,5 +1,5 @@
 //! What every connection handler shares: configuration, the account directory, the store,
-//! TLS settings and connection accounting.
+//! TLS settings, connection accounting and the login of IMAP and POP3 users.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ use hashbrown::HashMap;
 use crate::config::Config;
 use crate::directory::DirectoryHandle;
 use crate::maildir::Store;
-use crate::mailstore::MailStore;
+use crate::mailstore::{Account, MailStore};
 
 pub struct App {
     pub config: Config,
@@ -39,6 +39,22 @@ impl App {
             tls,
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks a user's password and opens their mail: an IMAP or POP3 login. It blocks
+    /// (password hash, store), so handlers run it as a job.
+    pub fn login(&self, user: &str, password: &str) -> Option<Account> {
+        if !self.directory.get().verify_password(user, password) {
+            return None;
+        }
+        let (domain, local) = account_name(user)?;
+        match self.mail.account(&domain, &local) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(user = %user, error = %e, "cannot open the account's mail");
+                None
+            }
         }
     }
 
@@ -78,5 +94,26 @@ impl Drop for ConnectionSlot {
                 per_ip.remove(&self.ip);
             }
         }
+    }
+}
+
+/// The account's domain and local part as the store names its directories (the same
+/// normalisation as the directory's: local part lowercased, domain ASCII-lowercased).
+fn account_name(user: &str) -> Option<(String, String)> {
+    let (local, domain) = user.trim().rsplit_once('@')?;
+    Some((domain.to_ascii_lowercase(), local.to_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_names_map_to_account_directories() {
+        assert_eq!(
+            account_name(" Alice@Example.TEST "),
+            Some(("example.test".into(), "alice".into()))
+        );
+        assert_eq!(account_name("nobody"), None);
     }
 }

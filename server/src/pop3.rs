@@ -213,13 +213,6 @@ fn read_chunk(file: &mut File) -> Result<(Vec<u8>, bool), Failure> {
     }
 }
 
-/// The account's domain and local part as the store names its directories (the same
-/// normalisation as the directory's: local part lowercased, domain ASCII-lowercased).
-fn account_name(user: &str) -> Option<(String, String)> {
-    let (local, domain) = user.trim().rsplit_once('@')?;
-    Some((domain.to_ascii_lowercase(), local.to_lowercase()))
-}
-
 /// Makes the handlers of one POP3 listener: `pop3` (port 110, STLS) or `pop3s` (995).
 pub struct Pop3Factory {
     app: Arc<App>,
@@ -357,20 +350,8 @@ impl Pop3Handler {
         match ev {
             Event::Login { user, pass } => {
                 let app = self.app.clone();
-                self.jobs.queue(move || {
-                    let ok = app.directory.get().verify_password(&user, &pass);
-                    let account = ok
-                        .then(|| account_name(&user))
-                        .flatten()
-                        .and_then(|(domain, local)| match app.mail.account(&domain, &local) {
-                            Ok(a) => Some(a),
-                            Err(e) => {
-                                tracing::error!(user = %user, error = %e, "cannot open the account's mail");
-                                None
-                            }
-                        });
-                    Done::Login(account)
-                });
+                self.jobs
+                    .queue(move || Done::Login(app.login(&user, &pass)));
             }
             Event::OpenMaildrop => {
                 let Some(account) = self.account.take() else {
@@ -592,15 +573,6 @@ mod tests {
     fn uidl_is_dovecots_default_format() {
         assert_eq!(uidl(1, 1_700_000_000), "000000016553F100");
         assert_eq!(uidl(0x1234_abcd, 5), "1234ABCD00000005");
-    }
-
-    #[test]
-    fn login_names_map_to_account_directories() {
-        assert_eq!(
-            account_name(" Alice@Example.TEST "),
-            Some(("example.test".into(), "alice".into()))
-        );
-        assert_eq!(account_name("nobody"), None);
     }
 
     use crate::maildir::test_support::TempDir;

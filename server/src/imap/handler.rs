@@ -201,13 +201,6 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// The account's domain and local part as the store names its directories (the same
-/// normalisation as the directory's: local part lowercased, domain ASCII-lowercased).
-fn account_name(user: &str) -> Option<(String, String)> {
-    let (local, domain) = user.trim().rsplit_once('@')?;
-    Some((domain.to_ascii_lowercase(), local.to_lowercase()))
-}
-
 impl ImapHandler {
     fn session(&mut self) -> &mut Session {
         self.conn.protocol_mut()
@@ -234,20 +227,8 @@ impl ImapHandler {
             Event::Login { username, password } => {
                 let app = self.app.clone();
                 self.user = Some(username.clone());
-                self.jobs.queue(move || {
-                    let ok = app.directory.get().verify_password(&username, &password);
-                    let account = ok
-                        .then(|| account_name(&username))
-                        .flatten()
-                        .and_then(|(domain, local)| match app.mail.account(&domain, &local) {
-                            Ok(a) => Some(a),
-                            Err(e) => {
-                                tracing::error!(user = %username, error = %e, "cannot open the account's mail");
-                                None
-                            }
-                        });
-                    Done::Login(account)
-                });
+                self.jobs
+                    .queue(move || Done::Login(app.login(&username, &password)));
             }
             Event::Command { tag: _, command } => self.command(now, command),
             Event::AppendStart {
@@ -633,14 +614,5 @@ mod tests {
     #[test]
     fn text_is_one_printable_line() {
         assert_eq!(sanitize("a\r\nb\0c\u{e9}"), "a??b?c?");
-    }
-
-    #[test]
-    fn login_names_map_to_account_directories() {
-        assert_eq!(
-            account_name(" Alice@Example.TEST "),
-            Some(("example.test".into(), "alice".into()))
-        );
-        assert_eq!(account_name("nobody"), None);
     }
 }
