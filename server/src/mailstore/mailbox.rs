@@ -32,7 +32,7 @@ use super::{MailstoreError, Result};
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// How often a sync starts over because another process rewrote the index under us.
-const MAX_RETRIES: usize = 5;
+const MAX_RETRIES: usize = 100;
 
 /// One message of the index.
 #[derive(Debug, Clone)]
@@ -229,7 +229,7 @@ impl State {
             self.load(ctx)?;
             force = true;
         }
-        for _ in 0..MAX_RETRIES {
+        for attempt in 0..MAX_RETRIES {
             let uidlist = self.dir.join(UIDLIST);
             let stamp = FileStamp::read(&uidlist).map_err(io_err("stat of", &uidlist))?;
             if stamp != self.uidlist_stamp {
@@ -250,6 +250,7 @@ impl State {
                 return Ok(());
             }
             force = true;
+            backoff(attempt);
         }
         Err(MailstoreError::Io {
             op: "updating (the index keeps changing under us)",
@@ -1007,4 +1008,16 @@ mod delivery_order_tests {
             ]
         );
     }
+}
+
+/// Waits a little before syncing again after another writer changed the index under us, so
+/// that writers in several processes take turns instead of invalidating each other forever.
+/// Grows with the attempt, with jitter from the clock so two writers do not stay in step.
+fn backoff(attempt: usize) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 1000)
+        .unwrap_or(0);
+    let micros = 200 * (attempt.min(20) as u64 + 1) + u64::from(jitter);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
 }
