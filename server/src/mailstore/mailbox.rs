@@ -977,6 +977,18 @@ fn delivery_order(f: &NewFile) -> (i64, u64, u64, &str) {
     (f.mtime, usec, seq, &f.file)
 }
 
+/// Waits a little before syncing again after another writer changed the index under us, so
+/// that writers in several processes take turns instead of invalidating each other forever.
+/// Grows with the attempt, with jitter from the clock so two writers do not stay in step.
+fn backoff(attempt: usize) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 1000)
+        .unwrap_or(0);
+    let micros = 200 * (attempt.min(20) as u64 + 1) + u64::from(jitter);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
+
 #[cfg(test)]
 mod delivery_order_tests {
     use super::*;
@@ -1008,16 +1020,4 @@ mod delivery_order_tests {
             ]
         );
     }
-}
-
-/// Waits a little before syncing again after another writer changed the index under us, so
-/// that writers in several processes take turns instead of invalidating each other forever.
-/// Grows with the attempt, with jitter from the clock so two writers do not stay in step.
-fn backoff(attempt: usize) {
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() % 1000)
-        .unwrap_or(0);
-    let micros = 200 * (attempt.min(20) as u64 + 1) + u64::from(jitter);
-    std::thread::sleep(std::time::Duration::from_micros(micros));
 }
