@@ -3,12 +3,15 @@
 # Debian (the peer in /work/shared/peer), both delivering into Maildir with fsync. Prints a
 # Markdown table of medians and ironpost/Postfix ratios (see BENCHMARKS.md).
 #
-#   scripts/bench-e2e.sh                 # full run (about 10 minutes on 2 cores)
+#   scripts/bench-e2e.sh                 # full run (about 5 minutes on 2 cores)
 #   REPEATS=1 SECONDS_PER_RUN=2 SIZES="1024" CONCURRENCY="1 8" scripts/bench-e2e.sh   # quick
 #
-# Environment: REPEATS (3), SECONDS_PER_RUN (2), SIZES ("1024 10240 102400"),
+# Environment: RUNTIMES ("mio smol": one ironpost per runtime, side by side), REPEATS (3),
+# SECONDS_PER_RUN (1), SIZES ("1024 10240 102400"),
 # CONCURRENCY ("1 8 64"), IDLE_CONNS (1000), IDLE_CONNS_PEER (90: Postfix runs one smtpd per
-# connection and Debian's default_process_limit is 100), SOURCES (4 client addresses),
+# connection and Debian's default_process_limit is 100), SOURCES (1: client addresses; Postfix
+# looks up the name of every client address, and without DNS 127.0.0.2 and up cost it a
+# resolver timeout per connection),
 # PEER_DIR (/work/shared/peer), PEER_STATE (/tmp/peer-mail), IRONPOST_BIN / LOAD_BIN (skip
 # the build and use these binaries), OUT (file for the raw results, default a temp file).
 #
@@ -18,13 +21,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUNTIMES="${RUNTIMES:-mio smol}"
 REPEATS="${REPEATS:-3}"
-SECONDS_PER_RUN="${SECONDS_PER_RUN:-2}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-1}"
 SIZES="${SIZES:-1024 10240 102400}"
 CONCURRENCY="${CONCURRENCY:-1 8 64}"
 IDLE_CONNS="${IDLE_CONNS:-1000}"
 IDLE_CONNS_PEER="${IDLE_CONNS_PEER:-90}"
-SOURCES="${SOURCES:-4}"
+SOURCES="${SOURCES:-1}"
 PEER_DIR="${PEER_DIR:-/work/shared/peer}"
 PEER_STATE="${PEER_STATE:-/tmp/peer-mail}"
 PFCONF="$PEER_STATE/postfix/conf"
@@ -60,12 +64,12 @@ orig_limit="$(postconf -c "$PFCONF" -h smtpd_client_connection_count_limit)"
 WORK="$(mktemp -d /tmp/ironpost-bench.XXXXXX)"
 OUT="${OUT:-$WORK/results.txt}"
 : >"$OUT"
-IRONPOST_PID=""
+IRONPOST_PIDS=""
 cleanup() {
-  [ -n "$IRONPOST_PID" ] && kill "$IRONPOST_PID" 2>/dev/null && wait "$IRONPOST_PID" 2>/dev/null
+  for p in $IRONPOST_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   postconf -c "$PFCONF" -e "smtpd_client_connection_count_limit=$orig_limit" || true
   postfix -c "$PFCONF" reload >/dev/null 2>&1 || true
-  rm -rf "$WORK/data/mail"
+  rm -rf "$WORK"/*/data/mail
 }
 trap cleanup EXIT
 postconf -c "$PFCONF" -e "smtpd_client_connection_count_limit=0"
@@ -74,12 +78,16 @@ postfix -c "$PFCONF" reload >/dev/null 2>&1
 sleep 2
 
 # ---------------------------------------------------------------------------------------
-# ironpost, on a port of its choosing
-mkdir -p "$WORK/data"
-cat >"$WORK/ironpost.toml" <<EOF
+# ironpost, one instance per runtime, each on a port of its choosing
+declare -A PORT MAILDIR PID
+for rt in $RUNTIMES; do
+  dir="$WORK/$rt"
+  mkdir -p "$dir/data"
+  cat >"$dir/ironpost.toml" <<EOF
 hostname = "mx.example.test"
-data_dir = "$WORK/data"
+data_dir = "$dir/data"
 domains = ["example.test"]
+runtime = "$rt"
 
 [limits]
 max_connections = 20000
@@ -91,20 +99,35 @@ listen = ["127.0.0.1:0"]
 [submission]
 enabled = false
 EOF
-"$IRONPOST_BIN" email add "$TO" bench-password --config "$WORK/ironpost.toml" >/dev/null
-RUST_LOG=warn "$IRONPOST_BIN" serve --config "$WORK/ironpost.toml" 2>"$WORK/ironpost.log" &
-IRONPOST_PID=$!
-for _ in $(seq 1 100); do
-  [ -s "$WORK/data/listeners" ] && break
-  sleep 0.1
+  "$IRONPOST_BIN" email add "$TO" bench-password --config "$dir/ironpost.toml" >/dev/null
+  RUST_LOG=warn "$IRONPOST_BIN" serve --config "$dir/ironpost.toml" 2>"$dir/ironpost.log" &
+  PID[ironpost-$rt]=$!
+  IRONPOST_PIDS="$IRONPOST_PIDS $!"
+  for _ in $(seq 1 100); do
+    [ -s "$dir/data/listeners" ] && break
+    sleep 0.1
+  done
+  PORT[ironpost-$rt]="$(awk '$1 == "smtp" { n = split($2, a, ":"); print a[n] }' "$dir/data/listeners")"
+  [ -n "${PORT[ironpost-$rt]}" ] || { log "ironpost ($rt) did not start:"; cat "$dir/ironpost.log" >&2; exit 1; }
+  MAILDIR[ironpost-$rt]="$dir/data/mail/example.test/alice"
+  log "ironpost on $rt (pid ${PID[ironpost-$rt]}) on 127.0.0.1:${PORT[ironpost-$rt]}"
 done
-IRONPOST_PORT="$(awk '$1 == "smtp" { n = split($2, a, ":"); print a[n] }' "$WORK/data/listeners")"
-[ -n "$IRONPOST_PORT" ] || { log "ironpost did not start:"; cat "$WORK/ironpost.log" >&2; exit 1; }
-IRONPOST_MAILDIR="$WORK/data/mail/example.test/alice"
-PEER_PID="$(tr -d " " <"$PEER_STATE/postfix/spool/pid/master.pid")"
-log "ironpost (pid $IRONPOST_PID) on 127.0.0.1:$IRONPOST_PORT; Postfix master pid $PEER_PID on 127.0.0.1:2525"
+PORT[postfix]=2525
+MAILDIR[postfix]="$PEER_MAILDIR"
+PID[postfix]="$(tr -d " " <"$PEER_STATE/postfix/spool/pid/master.pid")"
+log "Postfix master pid ${PID[postfix]} on 127.0.0.1:2525"
+SERVERS="$(for rt in $RUNTIMES; do printf 'ironpost-%s ' "$rt"; done)postfix"
 
-clear_maildir() { find "$1/new" -type f -delete 2>/dev/null || true; }
+# Between runs: ironpost's Maildir loses its messages; the peer's loses the whole mailbox,
+# Dovecot's index included, which Dovecot LMTP recreates. (Deleting only the files would leave
+# Dovecot an index full of expunged messages to reconcile on every delivery.)
+clear_maildir() {
+  if [ "$1" = "$PEER_MAILDIR" ]; then
+    rm -rf "$PEER_MAILDIR"
+  else
+    find "$1/new" -type f -delete 2>/dev/null || true
+  fi
+}
 count_new() { find "$1/new" -type f 2>/dev/null | wc -l; }
 
 # ---------------------------------------------------------------------------------------
@@ -116,9 +139,12 @@ idle() { # name port pid children conns
   echo "idle $1 conns=$5 $res" >>"$OUT"
   log "idle $1 $5: $res"
 }
-idle ironpost "$IRONPOST_PORT" "$IRONPOST_PID" "" "$IDLE_CONNS_PEER"
-idle ironpost "$IRONPOST_PORT" "$IRONPOST_PID" "" "$IDLE_CONNS"
-idle postfix 2525 "$PEER_PID" --with-children "$IDLE_CONNS_PEER"
+for rt in $RUNTIMES; do
+  for k in "$IDLE_CONNS_PEER" "$IDLE_CONNS"; do
+    idle "ironpost-$rt" "${PORT[ironpost-$rt]}" "${PID[ironpost-$rt]}" "" "$k"
+  done
+done
+idle postfix 2525 "${PID[postfix]}" --with-children "$IDLE_CONNS_PEER"
 sleep 1
 
 # ---------------------------------------------------------------------------------------
@@ -155,11 +181,10 @@ source_run() { # name port maildir size conc count rep
 for size in $SIZES; do
   for conc in $CONCURRENCY; do
     for rep in $(seq 1 "$REPEATS"); do
-      # Alternate which server goes first, so neither always gets the cooler machine.
-      if [ $((rep % 2)) = 1 ]; then order="ironpost postfix"; else order="postfix ironpost"; fi
+      # Rotate which server goes first, so none always gets the cooler machine.
+      order="$(tr ' ' '\n' <<<"$SERVERS" | awk -v r="$rep" '{ a[NR - 1] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r - 1) % NR] }')"
       for name in $order; do
-        if [ "$name" = ironpost ]; then port="$IRONPOST_PORT"; md="$IRONPOST_MAILDIR"
-        else port=2525; md="$PEER_MAILDIR"; fi
+        port="${PORT[$name]}"; md="${MAILDIR[$name]}"
         n="$(load_run "$name" "$port" "$md" "$size" "$conc" "$rep")"
         # smtp-source sends as many messages as the load tool managed in the same slot.
         [ -n "$n" ] && [ "$n" -gt 0 ] || n=$((conc * 10))
@@ -173,7 +198,7 @@ clear_maildir "$PEER_MAILDIR"
 # ---------------------------------------------------------------------------------------
 # The table
 python3 - "$OUT" "$REPEATS" <<'PY'
-import re, statistics, sys
+import statistics, sys
 path, repeats = sys.argv[1], sys.argv[2]
 rows = []
 for line in open(path):
@@ -193,25 +218,38 @@ def fmt(v, d=0):
 def ratio(a, b):
     return "–" if a is None or b in (None, 0) else f"{a / b:.2f}x"
 
+names = []
+for k, n, _ in rows:
+    if n not in names and n != "postfix":
+        names.append(n)
 sizes = sorted({int(kv["size"]) for k, _, kv in rows if "size" in kv})
 concs = sorted({int(kv["conc"]) for k, _, kv in rows if "conc" in kv})
-print(f"\nDurable messages/s into Maildir (median of {repeats} runs; ratio = ironpost / Postfix)\n")
-print("| size | sessions | ironpost-load: ironpost | Postfix | ratio | smtp-source: ironpost | Postfix | ratio | ironpost p50 / p99 ms | Postfix p50 / p99 ms (to queue) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for s in sizes:
-    for c in concs:
-        li = med("load", "ironpost", "durable_per_s", size=s, conc=c)
-        lp = med("load", "postfix", "durable_per_s", size=s, conc=c)
-        si = med("smtp-source", "ironpost", "durable_per_s", size=s, conc=c)
-        sp = med("smtp-source", "postfix", "durable_per_s", size=s, conc=c)
-        lat = lambda n: f"{fmt(med('load', n, 'p50_ms', size=s, conc=c), 1)} / {fmt(med('load', n, 'p99_ms', size=s, conc=c), 1)}"
-        print(f"| {s // 1024} KiB | {c} | {fmt(li)} | {fmt(lp)} | {ratio(li, lp)} | {fmt(si)} | {fmt(sp)} | {ratio(si, sp)} | {lat('ironpost')} | {lat('postfix')} |")
+for kind, title in [("load", "ironpost-load"), ("smtp-source", "Postfix's smtp-source")]:
+    print(f"\nDurable messages/s into Maildir, driven by {title} "
+          f"(median of {repeats} runs; ratio = ironpost / Postfix)\n")
+    head = ["size", "sessions"] + names + ["Postfix"] + [f"{n} / Postfix" for n in names]
+    if kind == "load":
+        head += [f"{n} p50 / p99 ms" for n in names] + ["Postfix p50 / p99 ms (to queue)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for s in sizes:
+        for c in concs:
+            vals = {n: med(kind, n, "durable_per_s", size=s, conc=c) for n in names + ["postfix"]}
+            cells = [f"{s // 1024} KiB", str(c)] + [fmt(vals[n]) for n in names + ["postfix"]]
+            cells += [ratio(vals[n], vals["postfix"]) for n in names]
+            if kind == "load":
+                for n in names + ["postfix"]:
+                    p50 = fmt(med("load", n, "p50_ms", size=s, conc=c), 1)
+                    p99 = fmt(med("load", n, "p99_ms", size=s, conc=c), 1)
+                    cells.append(f"{p50} / {p99}")
+            print("| " + " | ".join(cells) + " |")
 print("\nMemory per idle connection (after EHLO; Pss, whole process tree for Postfix)\n")
 print("| server | connections | per connection | server total before → after |")
 print("|---|---|---|---|")
 for k, n, kv in rows:
     if k == "idle" and "pss_per_conn_kib" in kv:
         print(f"| {n} | {kv['open']} of {kv['conns']} | {float(kv['pss_per_conn_kib']):.1f} KiB "
-              f"(VmRSS {float(kv['rss_per_conn_kib']):.1f} KiB) | {int(kv['pss_before_kib'])/1024:.1f} → {int(kv['pss_after_kib'])/1024:.1f} MiB |")
+              f"(VmRSS {float(kv['rss_per_conn_kib']):.1f} KiB) | "
+              f"{int(kv['pss_before_kib']) / 1024:.1f} → {int(kv['pss_after_kib']) / 1024:.1f} MiB |")
 PY
 log "raw results: $OUT"

@@ -64,7 +64,8 @@ struct Args {
     /// Accept any server certificate (self-signed test servers).
     #[arg(long)]
     insecure: bool,
-    /// PEM file of the CA (or self-signed certificate) to trust.
+    /// PEM file of the CA to trust (a self-signed certificate that is itself marked as a CA
+    /// is refused as a server certificate by rustls: use --insecure for those).
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Server name for TLS.
@@ -527,6 +528,10 @@ fn send_mode(a: Args, addr: SocketAddr) -> Result<(), String> {
     );
     for e in &totals.first_errors {
         println!("  error: {e}");
+    }
+    if accepted == 0 && totals.errors > 0 {
+        println!("RESULT status=error accepted=0 errors={}", totals.errors);
+        return Err("no message was accepted".into());
     }
     let mut durable = String::new();
     if let Some(dir) = &new_dir {
