@@ -87,10 +87,7 @@ impl DotDecoder {
                 }
                 (State::LineStart | State::Text, _) => {
                     // Copy the run of ordinary bytes at once.
-                    let run = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(input.len() - i);
+                    let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
                     out.push(b);
                     out.extend_from_slice(&input[i..i + run]);
                     i += run;

@@ -487,7 +487,7 @@ impl Session {
             Mode::Bdat { .. } => self.step_bdat(),
             Mode::DiscardLine => {
                 let rest = &self.input[self.pos..];
-                match memchr(b'\n', rest) {
+                match memchr::memchr(b'\n', rest) {
                     Some(i) => {
                         self.pos += i + 1;
                         self.mode = Mode::Commands;
@@ -508,7 +508,7 @@ impl Session {
     fn step_line(&mut self) -> bool {
         let rest = &self.input[self.pos..];
         let max = self.config.max_line_length;
-        let Some(nl) = memchr(b'\n', rest) else {
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
             if rest.len() >= max {
                 self.pos = self.input.len();
                 self.line_too_long();
@@ -1173,10 +1173,6 @@ fn decode64(data: &[u8]) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     base64::engine::general_purpose::STANDARD.decode(data).ok()
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
 }
 
 impl Protocol for Session {
