@@ -495,3 +495,45 @@ session(
     config=cfg(auth=True, implicit=True),
     st=steps(("Delay", b"\x03"), feed(60), "PeerClosed"),
 )
+
+
+# POP3 commands and sessions, IMAP sessions, and an outbound SMTP client's view of real
+# servers (Postfix, Exim with CHUNKING, sendmail with STARTTLS and AUTH, refusals). The
+# control blocks are left empty (default script: config off, stream fed line by line at the
+# end) except pop3_command's, whose first byte picks small line limits.
+NEW_SEEDS = {
+    'pop3_command': {
+        'apop-errors': b'\x00APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\nuser x\nretr 99999999999\r\nTOP 1\r\nLIST a\r\n\r\nXYZZY\r\n',
+        'capa-stls-auth': b'\x00CAPA\r\nSTLS\r\nAUTH\r\nAUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nAUTH PLAIN =\r\n*\r\n',
+        'too-long': b'\x10USER aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nNOOP\r\nSTAT',
+        'user-pass': b'\x00USER alice\r\nPASS secret words\r\nSTAT\r\nLIST\r\nLIST 2\r\nRETR 1\r\nTOP 1 10\r\nUIDL\r\nDELE 1\r\nRSET\r\nNOOP\r\nQUIT\r\n',
+    },
+    'pop3_session': {
+        'auth-plain': b'\x00AUTH\r\nAUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nSTAT\r\nRETR 2\r\nDELE 2\r\nQUIT\r\n',
+        'failures': b'\x00USER alice\r\nPASS wrong\r\nUSER alice\r\nPASS wrong\r\nAPOP mrose c4c9334bac560ecc979e58001b3e22fb\r\nXYZZY\r\n\r\nRETR x\r\nQUIT\r\n',
+        'pipelined': b'\x00AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nLIST\r\nUIDL\r\nRETR 1\r\nRETR 2\r\nTOP 1 3\r\nQUIT\r\n',
+        'stls-injection': b'\x00STLS\r\nUSER injected\r\n',
+        'stls-user-pass': b'\x00CAPA\r\nSTLS\r\nCAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nLIST 1\r\nRSET\r\nNOOP\r\nQUIT\r\n',
+        'transaction-errors': b'\x00USER alice\r\nPASS secret\r\nRETR 1\r\nRETR 99\r\nTOP 1\r\nDELE 1\r\nDELE 1\r\nRETR 1\r\nLIST 1\r\nUIDL 2\r\nUSER bob\r\nSTLS\r\nQUIT\r\n',
+    },
+    'imap_session': {
+        'append': b'\x00a LOGIN alice secret\r\nb APPEND INBOX (\\Seen) {11}\r\nHello world\r\nc APPEND Drafts {5+}\r\nhello\r\nd LOGOUT\r\n',
+        'auth-idle': b'\x00A1 AUTHENTICATE PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nA2 SELECT INBOX\r\nA3 IDLE\r\nDONE\r\nA4 NOOP\r\nA5 LOGOUT\r\n',
+        'literals': b'\x00a1 LOGIN {5}\r\nalice {6}\r\nsecret\r\na2 ID ("name" "mutt")\r\na3 ENABLE CONDSTORE\r\na4 LOGOUT\r\n',
+        'search-errors': b'\x00a LOGIN alice secret\r\nb SELECT INBOX\r\nc UID SEARCH UNSEEN SINCE 1-Feb-1994\r\nd EXAMINE "&ZeVnLIqe-"\r\ne UID MOVE 1:3 Trash\r\nf BOGUS\r\n* NOOP\r\n+ x\r\ng LOGOUT\r\n',
+        'starttls-injection': b'\x00a STARTTLS\r\nb LOGIN injected secret\r\n',
+        'thunderbird': b'\x00a001 CAPABILITY\r\na002 STARTTLS\r\na003 CAPABILITY\r\na004 LOGIN alice secret\r\na005 LIST "" "*"\r\na006 SELECT INBOX\r\na007 FETCH 1:* (FLAGS UID RFC822.SIZE)\r\na008 UID STORE 1 +FLAGS (\\Seen)\r\na009 CLOSE\r\na010 LOGOUT\r\n',
+    },
+    'smtp_client': {
+        '421': b'\x120 mx ok\r\n250-mx\r\n250-SIZE\r\n250 8BITMIME\r\n421 4.3.2 Service shutting down\r\n',
+        '554-greeting': b'-4 5.7.1 mx.example.net: no SMTP service here\r\n',
+        'exim-chunking': b'\x120 mx.example.org ESMTP Exim 4.96 Mon, 24 Nov 2026 10:00:00 +0000\r\n250-mx.example.org Hello client.test [192.0.2.1]\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250 HELP\r\n250 OK\r\n250 Accepted\r\n550 5.1.1 <r1@example.net>: Recipient address rejected: User unknown\r\n250- 1234 byte chunk, total 1234\r\n250 OK id=1vABCD-000123-XY\r\n',
+        'multiline-451': b'\x120-mx.example.net first\r\n220-second\r\n220 third\r\n250 mx.example.net\r\n451 4.3.0 Error: queue file write error\r\n',
+        'postfix': b'\x120 mx.example.net ESMTP Postfix (Debian/GNU)\r\n250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as 4F2D81234\r\n221 2.0.0 Bye\r\n',
+        'starttls-auth': b'\x120 relay.example.com ESMTP Sendmail 8.17.1; Mon, 24 Nov 2026\r\n250-relay.example.com Hello client.test [192.0.2.1], pleased to meet you\r\n250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 HELP\r\n220 2.0.0 Ready to start TLS\r\n250-relay.example.com\r\n250 AUTH PLAIN LOGIN\r\n235 2.7.0 Authentication successful\r\n',
+        'starttls-injection': b'\x120 mx\r\n250-mx\r\n250-STARTTLS\r\n250 PIPELINING\r\n220 go ahead\r\n250 injected after STARTTLS\r\n',
+    },
+}
+for target, seeds in NEW_SEEDS.items():
+    for name, data in seeds.items():
+        write(target, name, data)
