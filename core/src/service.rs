@@ -4,8 +4,8 @@
 //! [`Job`]s off its event loop, and keeps the handler's timer. It never learns which
 //! protocol, TLS state or storage sits behind the handler.
 
+use core::net::SocketAddr;
 use std::any::Any;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The result of a [`Job`], handed back to the handler that produced it.
