@@ -8,12 +8,22 @@
 //! header values with RFC 2047 encoded words decoded, bodies transfer-decoded and converted
 //! to UTF-8 from their charset. The search strings themselves are US-ASCII or UTF-8
 //! ([`charset_supported`]).
+//!
+//! Header keys (FROM, TO, CC, BCC, SUBJECT, HEADER, SENTBEFORE, SENTON, SENTSINCE) are
+//! answered from the mailbox's header cache when it has the message
+//! ([`crate::mailstore::HeaderSummary`]): [`summarize`] makes a summary from the parsed
+//! message with the same functions that search the file, lower-casing the values once, so a
+//! cached answer is the file's answer. A message without a summary, or whose summary lacks a
+//! field name the search needs, is read, and a new summary (with that name) goes into the
+//! cache. BODY and TEXT always read the file.
+
+use std::sync::Arc;
 
 use ironpost_core::imap::{Date, IString, SearchKey};
 
 use super::fetch::{load, FetchError, MessageMeta, MessageSource};
 use super::mime::ParsedMessage;
-use crate::mailstore::SystemFlags;
+use crate::mailstore::{CachedField, HeaderSummary, MailboxView, MailstoreError, SystemFlags};
 
 /// The charsets SEARCH accepts; anything else is answered
 /// `NO [BADCHARSET (US-ASCII UTF-8)]`.
@@ -46,21 +56,156 @@ pub fn matches<S: MessageSource + ?Sized>(
     source: &S,
     cache: &mut Option<ParsedMessage>,
 ) -> Result<bool, FetchError> {
+    matches_cached(criteria, ctx, meta, source, cache, None, &mut None)
+}
+
+/// [`matches`] with the message's cached header summary, if it has one: header keys are
+/// answered from it when it has their fields. If the file had to be read and the summary was
+/// missing or lacked a field name of the criteria, a new summary is left in `fresh` (for
+/// [`MailboxView::cache_headers`]).
+pub fn matches_cached<S: MessageSource + ?Sized>(
+    criteria: &[SearchKey<'_>],
+    ctx: &SearchContext,
+    meta: &MessageMeta<'_>,
+    source: &S,
+    cache: &mut Option<ParsedMessage>,
+    headers: Option<&HeaderSummary>,
+    fresh: &mut Option<HeaderSummary>,
+) -> Result<bool, FetchError> {
     let mut ev = Eval {
         ctx,
         meta,
         msg: cache.as_ref(),
+        headers,
     };
     if let Some(result) = ev.all(criteria) {
         return Ok(result);
     }
-    *cache = Some(load(source)?);
+    let msg = match cache.take() {
+        Some(m) => m,
+        None => load(source)?,
+    };
+    let names = wanted_fields(headers, criteria);
+    if headers.is_none_or(|h| names.iter().any(|n| h.field(n).is_none())) {
+        *fresh = Some(summarize(&msg, &names));
+    }
+    let msg = &*cache.insert(msg);
     let mut ev = Eval {
         ctx,
         meta,
-        msg: cache.as_ref(),
+        msg: Some(msg),
+        headers: None,
     };
     Ok(ev.all(criteria).unwrap_or(false))
+}
+
+/// The field names every summary has: those of SEARCH's own keys.
+const STANDARD_FIELDS: [&[u8]; 5] = [b"subject", b"from", b"to", b"cc", b"bcc"];
+
+/// The field names a new summary should have: the standard ones, those the old summary had,
+/// and those of HEADER keys in the criteria (while there is room).
+fn wanted_fields(old: Option<&HeaderSummary>, criteria: &[SearchKey<'_>]) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = STANDARD_FIELDS.iter().map(|n| n.to_vec()).collect();
+    let mut add = |name: &[u8]| {
+        if names.len() < HeaderSummary::MAX_FIELDS
+            && name.len() <= CachedField::MAX_NAME
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(name))
+        {
+            names.push(name.to_ascii_lowercase());
+        }
+    };
+    if let Some(old) = old {
+        for f in old.fields() {
+            add(f.name());
+        }
+    }
+    fn header_names<'k>(keys: &'k [SearchKey<'_>], out: &mut dyn FnMut(&'k [u8])) {
+        for k in keys {
+            match k {
+                SearchKey::Header(name, _) => out(name.as_bytes()),
+                SearchKey::Not(k) => header_names(std::slice::from_ref(k), out),
+                SearchKey::Or(a, b) => {
+                    header_names(std::slice::from_ref(a), out);
+                    header_names(std::slice::from_ref(b), out);
+                }
+                SearchKey::And(keys) => header_names(keys, out),
+                _ => {}
+            }
+        }
+    }
+    header_names(criteria, &mut add);
+    names
+}
+
+/// What the header cache keeps of a message: its sent date and, for each of `names`, the
+/// decoded values [`ParsedMessage::header_text`] gives (which header keys search).
+pub fn summarize(msg: &ParsedMessage, names: &[Vec<u8>]) -> HeaderSummary {
+    HeaderSummary::new(
+        msg.sent_date(),
+        names
+            .iter()
+            .filter_map(|n| CachedField::new(n, msg.header_text(n)))
+            .collect(),
+    )
+}
+
+/// What a SEARCH over a mailbox found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SearchOutcome {
+    /// Sequence numbers, or UIDs for UID SEARCH, ascending.
+    pub found: Vec<u32>,
+    /// Some message could not be read (answer NO [UNAVAILABLE] with what was found).
+    pub failed: bool,
+}
+
+/// Evaluates SEARCH criteria over every message of a view, using and filling the mailbox's
+/// header cache. Messages whose expunge is pending match nothing.
+pub fn search_view(view: &MailboxView, criteria: &[SearchKey<'_>], uid: bool) -> SearchOutcome {
+    let ctx = SearchContext {
+        max_seq: view.exists(),
+        max_uid: view.messages().last().map_or(0, |m| m.uid),
+    };
+    let headers: Vec<Option<Arc<HeaderSummary>>> = if needs_message(criteria) {
+        view.cached_headers().unwrap_or_else(|e| {
+            tracing::warn!(mailbox = view.name(), error = %e, "header cache unavailable");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    let mut out = SearchOutcome::default();
+    let mut fresh_summaries = Vec::new();
+    for (i, m) in view.messages().iter().enumerate() {
+        let seq = i as u32 + 1;
+        if m.expunged {
+            // Gone already (its EXPUNGE is pending): it matches nothing.
+            continue;
+        }
+        let names = view.keyword_names(m.keywords);
+        let meta = MessageMeta::from_info(seq, m, &names);
+        let muid = m.uid;
+        let open = || view.open_message(muid);
+        let cached = headers.get(i).and_then(Option::as_deref);
+        let mut fresh = None;
+        match matches_cached(criteria, &ctx, &meta, &open, &mut None, cached, &mut fresh) {
+            Ok(true) => out.found.push(if uid { m.uid } else { seq }),
+            Ok(false) => {}
+            Err(FetchError::Store(MailstoreError::Expunged { .. })) => {}
+            Err(e) => {
+                tracing::warn!(mailbox = view.name(), uid = m.uid, error = %e, "SEARCH cannot read a message");
+                out.failed = true;
+            }
+        }
+        if let Some(s) = fresh {
+            fresh_summaries.push((m.uid, s));
+        }
+    }
+    if !fresh_summaries.is_empty() {
+        if let Err(e) = view.cache_headers(fresh_summaries) {
+            tracing::warn!(mailbox = view.name(), error = %e, "cannot save the header cache");
+        }
+    }
+    out
 }
 
 /// Whether any key needs the message file (a caller can tell whether a search is cheap).
@@ -83,8 +228,11 @@ pub fn needs_message(criteria: &[SearchKey<'_>]) -> bool {
 struct Eval<'a, 'm> {
     ctx: &'a SearchContext,
     meta: &'a MessageMeta<'m>,
-    /// `None` while the message has not been read: keys over it are undecided.
+    /// `None` while the message has not been read: keys over it are undecided, unless
+    /// `headers` answers them.
     msg: Option<&'a ParsedMessage>,
+    /// The cached summary of the message's header, if any.
+    headers: Option<&'a HeaderSummary>,
 }
 
 /// Three-valued logic: `None` is "needs the message".
@@ -155,19 +303,18 @@ impl Eval<'_, '_> {
             },
             And(keys) => return self.all(keys),
             // Keys over the message.
-            SentBefore(d) => self.msg?.sent_date().is_some_and(|x| x < *d),
-            SentOn(d) => self.msg?.sent_date().is_some_and(|x| x == *d),
-            SentSince(d) => self.msg?.sent_date().is_some_and(|x| x >= *d),
+            SentBefore(d) => self.sent_date()?.is_some_and(|x| x < *d),
+            SentOn(d) => self.sent_date()?.is_some_and(|x| x == *d),
+            SentSince(d) => self.sent_date()?.is_some_and(|x| x >= *d),
             From(s) => self.header_contains(b"From", s)?,
             To(s) => self.header_contains(b"To", s)?,
             Cc(s) => self.header_contains(b"Cc", s)?,
             Bcc(s) => self.header_contains(b"Bcc", s)?,
             Subject(s) => self.header_contains(b"Subject", s)?,
             Header(name, s) => {
-                let msg = self.msg?;
                 if s.is_empty() {
                     // RFC 3501: an empty string matches every message with the field.
-                    msg.has_header(name.as_bytes())
+                    self.has_header(name.as_bytes())?
                 } else {
                     self.header_contains(name.as_bytes(), s)?
                 }
@@ -187,13 +334,33 @@ impl Eval<'_, '_> {
         })
     }
 
+    /// `Some(None)`: known to have no (usable) Date field.
+    fn sent_date(&self) -> Option<Option<Date>> {
+        match (self.msg, self.headers) {
+            (Some(msg), _) => Some(msg.sent_date()),
+            (None, Some(h)) => Some(h.sent_date),
+            (None, None) => None,
+        }
+    }
+
+    fn has_header(&self, name: &[u8]) -> Option<bool> {
+        match self.msg {
+            Some(msg) => Some(msg.has_header(name)),
+            None => Some(self.headers?.field(name)?.present()),
+        }
+    }
+
     fn header_contains(&self, name: &[u8], s: &IString<'_>) -> Option<bool> {
         let needle = needle(s);
+        if let Some(msg) = self.msg {
+            return Some(msg.header_text(name).iter().any(|v| contains(v, &needle)));
+        }
+        // Cached values are lower-cased already.
+        let values = self.headers?.field(name)?.values()?;
         Some(
-            self.msg?
-                .header_text(name)
+            values
                 .iter()
-                .any(|v| contains(v, &needle)),
+                .any(|v| needle.is_empty() || v.contains(&*needle)),
         )
     }
 }

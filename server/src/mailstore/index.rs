@@ -369,6 +369,24 @@ impl LockedWrite {
     }
 }
 
+impl LockedWrite {
+    /// Like [`LockedWrite::commit`] without any fsync: for files whose loss or damage in a
+    /// crash does no harm (the header cache, which checks itself when read).
+    pub(crate) fn commit_unsynced(
+        mut self,
+        fill: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+    ) -> io::Result<FileStamp> {
+        let mut out = BufWriter::with_capacity(64 * 1024, &self.file);
+        fill(&mut out)?;
+        out.flush()?;
+        drop(out);
+        let stamp = FileStamp::of(&self.file.metadata()?);
+        fs::rename(&self.lock, self.dir.join(self.target))?;
+        self.done = true;
+        Ok(stamp)
+    }
+}
+
 impl Drop for LockedWrite {
     fn drop(&mut self) {
         if !self.done {

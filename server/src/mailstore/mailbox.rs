@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use super::cache::HeaderCache;
 use super::flags::{
     read_keywords, FileName, KeywordError, KeywordSet, Keywords, StoreOp, SystemFlags, MAX_KEYWORDS,
 };
@@ -131,6 +132,8 @@ pub(crate) struct State {
     settled: bool,
     /// The index on disk lacks something we know (it is missing, or was damaged).
     index_stale: bool,
+    /// What SEARCH keeps of message headers (see cache.rs); loaded on first use.
+    pub(crate) headers: HeaderCache,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MailstoreError + 'a {
@@ -182,6 +185,7 @@ impl State {
             cur_stamp: None,
             settled: false,
             index_stale: false,
+            headers: HeaderCache::default(),
         }
     }
 
@@ -215,6 +219,7 @@ impl State {
     pub(crate) fn set_gone(&mut self) {
         self.gone = true;
         self.entries.clear();
+        self.headers.clear();
         self.bump();
     }
 

@@ -7,6 +7,7 @@
 //! <data_dir>/mail/<domain>/<local>/          INBOX: cur/ new/ tmp/
 //!     dovecot-uidlist                          INBOX's UID index (see index.rs)
 //!     dovecot-keywords                         INBOX's keyword letters (see flags.rs)
+//!     ironpost.cache                           INBOX's header cache for SEARCH (see cache.rs)
 //!     subscriptions                            the account's subscriptions
 //!     .Sent/ .Drafts/ .Trash/ .Junk/           folders (Maildir++), each with cur/ new/ tmp/,
 //!     .Archive.2024/                           its own index files and a `maildirfolder` file
@@ -31,6 +32,7 @@
 //! All operations block (disk, fsync): call them from worker threads.
 
 mod append;
+mod cache;
 mod flags;
 mod folders;
 mod index;
@@ -47,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use append::{AppendWriter, Appended};
+pub use cache::{CachedField, HeaderSummary};
 pub use flags::{KeywordSet, StoreOp, SystemFlags};
 pub use folders::{Account, MailboxInfo};
 pub use mailbox::{MailboxStatus, SharedMailbox};

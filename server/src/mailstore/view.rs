@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::cache::HeaderSummary;
 use super::flags::{FileName, KeywordSet, Keywords, StoreOp, SystemFlags, MAX_KEYWORDS};
 use super::index::sync_dir;
 use super::mailbox::{NewFile, SharedMailbox};
@@ -383,6 +384,45 @@ impl MailboxView {
                 .filter(|u| uids.is_none_or(|set| set.contains(u)))
                 .collect();
             st.remove(ctx, &targets)
+        })
+    }
+
+    /// The header cache's summaries of this view's messages, in sequence order (`None` for
+    /// a message without one, or expunged). Reads the cache file on first use. Make missing
+    /// ones from the files and hand them to [`Self::cache_headers`].
+    pub fn cached_headers(&self) -> Result<Vec<Option<Arc<HeaderSummary>>>> {
+        let uids: Vec<u32> = self.messages.iter().map(|m| m.uid).collect();
+        let uidvalidity = self.uidvalidity;
+        self.shared.run(None, |st, _| {
+            if st.gone {
+                return Err(MailstoreError::MailboxGone);
+            }
+            if st.uidvalidity != uidvalidity {
+                return Ok(vec![None; uids.len()]);
+            }
+            let dir = st.dir.clone();
+            Ok(st.headers.lookup(&dir, &st.entries, &uids))
+        })
+    }
+
+    /// Adds header summaries made from the files of these messages (by UID) to the cache,
+    /// and writes the cache file. Summaries of messages expunged meanwhile are dropped, and
+    /// so are all of them if the mailbox's UIDs were reset since this view looked.
+    pub fn cache_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
+        let uidvalidity = self.uidvalidity;
+        self.shared.run(None, |st, ctx| {
+            if st.gone || st.uidvalidity != uidvalidity {
+                return Ok(());
+            }
+            let dir = st.dir.clone();
+            st.headers.insert(&st.entries, summaries);
+            st.headers
+                .save(&dir, &st.entries, ctx.started)
+                .map_err(|source| MailstoreError::Io {
+                    op: "writing",
+                    path: dir.join(super::cache::CACHE_FILE),
+                    source,
+                })
         })
     }
 
