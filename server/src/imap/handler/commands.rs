@@ -19,7 +19,7 @@ use ironpost_core::imap::{
 };
 
 use crate::imap::fetch::{needs_message, will_set_seen, FetchError, FetchOptions, MessageMeta};
-use crate::imap::search::{charset_supported, matches, SearchContext};
+use crate::imap::search::{charset_supported, search_view, SearchOutcome};
 use crate::imap::write_fetch;
 use crate::mailstore::{
     pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
@@ -835,32 +835,8 @@ fn search(
             return r;
         }
     }
-    let ctx = SearchContext {
-        max_seq: view.exists(),
-        max_uid: view.messages().last().map_or(0, |m| m.uid),
-    };
-    let mut found = Vec::new();
-    let mut failed = false;
-    for (i, m) in view.messages().iter().enumerate() {
-        let seq = i as u32 + 1;
-        if m.expunged {
-            // Gone already (its EXPUNGE is pending): it matches nothing.
-            continue;
-        }
-        let names = view.keyword_names(m.keywords);
-        let meta = MessageMeta::from_info(seq, m, &names);
-        let muid = m.uid;
-        let open = || view.open_message(muid);
-        match matches(criteria, &ctx, &meta, &open, &mut None) {
-            Ok(true) => found.push(if uid { m.uid } else { seq }),
-            Ok(false) => {}
-            Err(FetchError::Store(MailstoreError::Expunged { .. })) => {}
-            Err(e) => {
-                tracing::warn!(user = mail.account.user(), uid = m.uid, error = %e, "SEARCH cannot read a message");
-                failed = true;
-            }
-        }
-    }
+    // Header keys are answered from the mailbox's header cache where it can (search.rs).
+    let SearchOutcome { found, failed } = search_view(view, criteria, uid);
     let mut out = Vec::with_capacity(16 + found.len() * 6);
     Data::Search(&found).write_to(&mut out);
     let r = if failed {
