@@ -713,4 +713,383 @@ mod tests {
             assert!(!charset_supported(bad), "{bad}");
         }
     }
+
+    // -----------------------------------------------------------------------------------
+    // The header cache
+
+    const FIXTURES: [&str; 6] = [
+        "simple.eml",
+        "encoded.eml",
+        "group.eml",
+        "mixed.eml",
+        "nodate.eml",
+        "alternative.eml",
+    ];
+
+    /// A search string as a literal (exact octet count, for non-ASCII).
+    fn lit(s: &str) -> String {
+        format!("{{{}+}}\r\n{s}", s.len())
+    }
+
+    /// Criteria over every header key: encoded words, case, empty strings, missing fields,
+    /// dates, nesting.
+    fn header_criteria() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "SUBJECT \"\"",
+            "SUBJECT wg",
+            "SUBJECT \"WG MTG\"",
+            "SUBJECT lunch",
+            "FROM terry",
+            "FROM \"GRAY@CAC\"",
+            "FROM \"\"",
+            "FROM eve",
+            "TO imap@",
+            "TO undisclosed",
+            "TO \"smith, john\"",
+            "CC \"John Klensin\"",
+            "CC \"b. ob\"",
+            "CC \"\"",
+            "BCC hidden",
+            "BCC \"\"",
+            "HEADER Message-ID b27397",
+            "HEADER MESSAGE-ID \"\"",
+            "HEADER mime-version \"\"",
+            "HEADER X-Missing \"\"",
+            "HEADER X-Long \"second part\"",
+            "HEADER X-Other second",
+            "HEADER Subject MTG",
+            "HEADER content-type MULTIPART",
+            "HEADER Date 1996",
+            "SENTON 17-Jul-1996",
+            "SENTBEFORE 18-Jul-1996",
+            "SENTBEFORE 17-Jul-1996",
+            "SENTSINCE 1-Jan-2026",
+            "SENTON 2-Mar-2026",
+            "SENTON 3-Mar-2026",
+            "SENTON 1-Jan-2026",
+            "NOT SENTBEFORE 1-Jan-3000",
+            "SENTSINCE 1-Jan-1900",
+            "OR FROM nobody SUBJECT minutes",
+            "NOT (TO imap SENTSINCE 1-Jan-1990)",
+            "OR HEADER X-Other second CC cnri",
+            "SEEN NOT OR DELETED (FROM terry UNSEEN) HEADER In-Reply-To \"\"",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (key, text) in [
+            ("SUBJECT", "grüße"),
+            ("SUBJECT", "GRÜSSE"),
+            ("SUBJECT", "GRÜßE"),
+            ("FROM", "MÜLLER"),
+            ("FROM", "müller"),
+            ("TO", "renée"),
+            ("TO", "RENÉE"),
+            ("HEADER Subject", "Grüße"),
+        ] {
+            v.push(format!("CHARSET UTF-8 {key} {}", lit(text)));
+        }
+        v
+    }
+
+    fn never() -> Result<File, std::io::Error> {
+        panic!("the message was opened")
+    }
+
+    #[test]
+    fn cached_headers_answer_as_the_file_does() {
+        let m = meta(SystemFlags::SEEN);
+        for name in FIXTURES {
+            let path = fixture_path(name);
+            let mut standard = None;
+            matches_cached(
+                &criteria("SUBJECT x"),
+                &CTX,
+                &m,
+                path.as_path(),
+                &mut None,
+                None,
+                &mut standard,
+            )
+            .unwrap();
+            let standard = standard.expect("a summary of a message read");
+            for keys in header_criteria() {
+                let c = criteria(&keys);
+                let cold = matches(&c, &CTX, &m, path.as_path(), &mut None).unwrap();
+                // From no summary: the file is read and a summary made.
+                let mut fresh = None;
+                let r = matches_cached(&c, &CTX, &m, path.as_path(), &mut None, None, &mut fresh);
+                assert_eq!(r.unwrap(), cold, "{name}: {keys}");
+                let fresh = fresh.expect("a new summary");
+                // From that summary: the same answer, the file unopened, nothing new.
+                let mut again = None;
+                let r = matches_cached(&c, &CTX, &m, &never, &mut None, Some(&fresh), &mut again);
+                assert_eq!(r.unwrap(), cold, "{name}: {keys} (cached)");
+                assert!(again.is_none(), "{name}: {keys}");
+                // From the standard summary: HEADER on another name reads the file and makes
+                // a summary with that name too; the rest is answered from the cache.
+                let mut more = None;
+                let r = matches_cached(
+                    &c,
+                    &CTX,
+                    &m,
+                    path.as_path(),
+                    &mut None,
+                    Some(&standard),
+                    &mut more,
+                );
+                assert_eq!(r.unwrap(), cold, "{name}: {keys} (standard)");
+                if let Some(more) = more {
+                    assert!(more.fields().len() > standard.fields().len(), "{keys}");
+                    let r = matches_cached(&c, &CTX, &m, &never, &mut None, Some(&more), &mut None);
+                    assert_eq!(r.unwrap(), cold, "{name}: {keys} (extended)");
+                } else {
+                    let r =
+                        matches_cached(&c, &CTX, &m, &never, &mut None, Some(&standard), &mut None);
+                    assert_eq!(r.unwrap(), cold, "{name}: {keys} (standard, cached)");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fields_too_long_to_keep_are_searched_in_the_file() {
+        let td = crate::maildir::test_support::TempDir::new();
+        let path = td.path().join("long.eml");
+        let long = "word ".repeat(2000);
+        std::fs::write(
+            &path,
+            format!("Subject: {long}needle\r\nFrom: a@b\r\nX-Big: {long}\r\n\r\nbody\r\n"),
+        )
+        .unwrap();
+        let m = meta(SystemFlags::SEEN);
+        let c = criteria("SUBJECT needle HEADER X-Big word");
+        let mut fresh = None;
+        let r = matches_cached(&c, &CTX, &m, path.as_path(), &mut None, None, &mut fresh);
+        assert!(r.unwrap());
+        let s = fresh.unwrap();
+        assert!(s.field(b"subject").unwrap().values().is_none());
+        assert!(s.field(b"x-big").unwrap().present());
+        assert_eq!(
+            s.field(b"from").unwrap().values().unwrap(),
+            [Box::from("a@b")]
+        );
+        // The short field is answered from the cache; the long ones need the file.
+        let from = criteria("FROM A@B");
+        assert!(matches_cached(&from, &CTX, &m, &never, &mut None, Some(&s), &mut None).unwrap());
+        let exists = criteria("HEADER x-big \"\"");
+        assert!(matches_cached(&exists, &CTX, &m, &never, &mut None, Some(&s), &mut None).unwrap());
+        let mut again = None;
+        assert!(matches_cached(
+            &c,
+            &CTX,
+            &m,
+            path.as_path(),
+            &mut None,
+            Some(&s),
+            &mut again
+        )
+        .unwrap());
+        assert!(again.is_none(), "nothing better to cache");
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            matches_cached(&c, &CTX, &m, &never, &mut None, Some(&s), &mut None)
+        }))
+        .is_err());
+    }
+
+    mod mailbox {
+        use super::*;
+        use crate::maildir::test_support::TempDir;
+        use crate::mailstore::{MailStore, StoreOp, MESSAGE_OPENS};
+        use std::path::PathBuf;
+
+        fn opens() -> u64 {
+            MESSAGE_OPENS.with(|c| c.get())
+        }
+
+        /// The account's INBOX with the fixtures and `extra` generated messages in new/.
+        fn setup(td: &TempDir, extra: usize) -> PathBuf {
+            let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+            let acct = store.account("example.org", "alice").unwrap();
+            let new = acct.root().join("new");
+            for (i, name) in FIXTURES.iter().enumerate() {
+                let body = std::fs::read(fixture_path(name)).unwrap();
+                std::fs::write(
+                    new.join(format!("1700000000.M{i}P1Q0.test,S={}", body.len())),
+                    body,
+                )
+                .unwrap();
+            }
+            for i in 0..extra {
+                let body = format!(
+                    "From: Sender {i} <s{i}@example.org>\r\nTo: alice@example.org\r\n\
+                     Subject: message {i}\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\nhello {i}\r\n"
+                );
+                std::fs::write(
+                    new.join(format!("1700000001.M{}P2Q0.test,S={}", 100 + i, body.len())),
+                    body,
+                )
+                .unwrap();
+            }
+            acct.root().to_owned()
+        }
+
+        fn run(td: &TempDir, keys: &str) -> (Vec<u32>, u64) {
+            let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+            run_in(&store, keys)
+        }
+
+        fn run_in(store: &MailStore, keys: &str) -> (Vec<u32>, u64) {
+            let acct = store.account("example.org", "alice").unwrap();
+            let view = acct.select("INBOX").unwrap();
+            let before = opens();
+            let out = search_view(&view, &criteria(keys), true);
+            assert!(!out.failed);
+            (out.found, opens() - before)
+        }
+
+        #[test]
+        fn a_warm_search_opens_nothing_and_survives_a_restart() {
+            let td = TempDir::new();
+            let root = setup(&td, 20);
+            let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+            for keys in header_criteria() {
+                let (cold, _) = run_in(&store, &keys);
+                let (warm, m) = run_in(&store, &keys);
+                assert_eq!(warm, cold, "{keys}");
+                assert_eq!(m, 0, "{keys}: warm search opened files");
+                // What a search without any cache finds.
+                let acct = store.account("example.org", "alice").unwrap();
+                let view = acct.select("INBOX").unwrap();
+                let mut plain = Vec::new();
+                for (i, msg) in view.messages().iter().enumerate() {
+                    let names = view.keyword_names(msg.keywords);
+                    let meta = MessageMeta::from_info(i as u32 + 1, msg, &names);
+                    let open = || view.open_message(msg.uid);
+                    if matches(
+                        &criteria(&keys),
+                        &SearchContext {
+                            max_seq: view.exists(),
+                            max_uid: 26,
+                        },
+                        &meta,
+                        &open,
+                        &mut None,
+                    )
+                    .unwrap()
+                    {
+                        plain.push(msg.uid);
+                    }
+                }
+                assert_eq!(cold, plain, "{keys}");
+            }
+            assert!(root.join("ironpost.cache").is_file());
+            // A new process (store and registry) reads the file: no message is opened.
+            let (found, n) = run(&td, "SUBJECT \"message 7\"");
+            assert_eq!((found, n), (vec![14], 0));
+            let (found, n) = run(&td, "HEADER X-Long \"second part\"");
+            assert_eq!((found, n), (vec![5], 0));
+            // Flag changes rename files: the cache is keyed by the part that stays.
+            {
+                let acct = store.account("example.org", "alice").unwrap();
+                let mut view = acct.select("INBOX").unwrap();
+                view.store(&[14, 15], StoreOp::Add, SystemFlags::SEEN, &["Work"])
+                    .unwrap();
+            }
+            let (found, n) = run(&td, "SUBJECT \"message 7\"");
+            assert_eq!((found, n), (vec![14], 0));
+            // A new message is read once.
+            std::fs::write(
+                root.join("new/1700000002.M1P3Q0.test,S=40"),
+                "Subject: message 7 again\r\n\r\nbody\r\n",
+            )
+            .unwrap();
+            assert_eq!(run(&td, "SUBJECT \"message 7\""), (vec![14, 27], 1));
+            assert_eq!(run(&td, "SUBJECT \"message 7\""), (vec![14, 27], 0));
+        }
+
+        #[test]
+        fn a_damaged_cache_is_rebuilt() {
+            let td = TempDir::new();
+            let root = setup(&td, 10);
+            let file = root.join("ironpost.cache");
+            let (want, n) = run(&td, "FROM \"sender 3\"");
+            assert_eq!((want.as_slice(), n), ([10].as_slice(), 16));
+            let good = std::fs::read(&file).unwrap();
+            let mut flipped = good.clone();
+            let mid = flipped.len() / 2;
+            flipped[mid] ^= 1;
+            for bad in [
+                flipped,
+                good[..good.len() - 1].to_vec(),
+                Vec::new(),
+                b"3 V1 N1\n".to_vec(),
+            ] {
+                std::fs::write(&file, &bad).unwrap();
+                // Not trusted: every message is read again, with the same answer, and the
+                // file is written anew.
+                assert_eq!(run(&td, "FROM \"sender 3\""), (want.clone(), 16));
+                assert_eq!(run(&td, "FROM \"sender 3\""), (want.clone(), 0));
+            }
+            // A missing file is rebuilt too.
+            std::fs::remove_file(&file).unwrap();
+            assert_eq!(run(&td, "FROM \"sender 3\""), (want.clone(), 16));
+            assert!(file.is_file());
+        }
+
+        #[test]
+        fn entries_of_expunged_messages_are_dropped() {
+            let td = TempDir::new();
+            let root = setup(&td, 10);
+            let file = root.join("ironpost.cache");
+            let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+            assert_eq!(run_in(&store, "SUBJECT \"message 3\"").0, [10]);
+            let base = "1700000001.M103P2Q0.test";
+            let holds = |base: &str| {
+                let bytes = std::fs::read(&file).unwrap();
+                bytes.windows(base.len()).any(|w| w == base.as_bytes())
+            };
+            assert!(holds(base));
+            {
+                let acct = store.account("example.org", "alice").unwrap();
+                let mut view = acct.select("INBOX").unwrap();
+                view.store(&[10], StoreOp::Add, SystemFlags::DELETED, &[])
+                    .unwrap();
+                assert_eq!(view.expunge(None).unwrap(), [10]);
+            }
+            // Written again once something new is cached: without the expunged message.
+            std::fs::write(
+                root.join("new/1700000002.M1P3Q0.test,S=40"),
+                "Subject: message 3 again\r\n\r\nbody\r\n",
+            )
+            .unwrap();
+            assert_eq!(run_in(&store, "SUBJECT \"message 3\""), (vec![17], 1));
+            assert!(!holds(base));
+            assert!(holds("1700000001.M104P2Q0.test"));
+            // A file that still lists it (written before the expunge) is not believed for it.
+            assert_eq!(run(&td, "SUBJECT \"message 3\""), (vec![17], 0));
+        }
+
+        #[test]
+        fn a_message_replaced_under_its_name_is_not_answered_from_the_cache() {
+            // Same base, other size (a program that rewrites messages): a miss.
+            let td = TempDir::new();
+            let root = setup(&td, 3);
+            assert_eq!(run(&td, "SUBJECT \"message 1\"").0, [8]);
+            let cur = root.join("cur");
+            let old = std::fs::read_dir(&cur)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_str().unwrap().contains("1700000001.M101P2Q0"))
+                .unwrap();
+            std::fs::remove_file(&old).unwrap();
+            std::fs::write(
+                cur.join("1700000001.M101P2Q0.test,S=31:2,"),
+                "Subject: something else\r\n\r\nx\r\n",
+            )
+            .unwrap();
+            let (found, n) = run(&td, "SUBJECT \"message 1\"");
+            assert!(found.is_empty());
+            assert_eq!(n, 1);
+        }
+    }
 }
