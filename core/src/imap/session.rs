@@ -420,6 +420,14 @@ impl Session {
         }
     }
 
+    /// Ends the session at once, without BYE: the application began a response it cannot
+    /// complete (a literal whose octets could not all be read), so nothing more may follow
+    /// it. Output already written is still sent.
+    pub fn abort(&mut self) {
+        self.abort_append();
+        self.close();
+    }
+
     pub fn peer_closed(&mut self) {
         self.abort_append();
         self.close();

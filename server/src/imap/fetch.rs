@@ -1,8 +1,10 @@
 //! FETCH (RFC 3501 6.4.5): one `* n FETCH (...)` response per message, from the index
 //! metadata and, only when an attribute needs it, the message file.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use ironpost_core::imap::encode::{ContentItem, FetchWriter};
@@ -158,17 +160,14 @@ const TEXT: Section<'static> = Section {
 };
 
 /// Writes one `* n FETCH (...)` response for the requested attributes (macros already
-/// expanded: [`ironpost_core::imap::FetchItems::attrs`]).
+/// expanded: [`ironpost_core::imap::FetchItems::attrs`]), all of it into `out`.
 ///
 /// FLAGS, UID, RFC822.SIZE and INTERNALDATE come from `meta`; the message is opened and
 /// parsed (once) only if another attribute is asked for, and before anything is written, so
 /// on error `out` is left as it was.
 ///
-/// Body contents are written into `out` as literals. They are bounded by the server's
-/// maximum message size; to stream a huge body in chunks instead, a caller would split here:
-/// [`FetchWriter::literal_start`] with the section's length, then send
-/// `msg.bytes()[range]` (a [`SectionData::Range`] into the mapped file) in pieces before
-/// the next item.
+/// Body contents are written into `out` whole: fine for small messages and tests. The
+/// FETCH command uses [`write_fetch_streaming`], which leaves large sections in the file.
 pub fn write_fetch<S: MessageSource + ?Sized>(
     out: &mut Vec<u8>,
     meta: &MessageMeta<'_>,
@@ -192,47 +191,323 @@ pub fn write_fetch_parsed(
     attrs: &[FetchAttr<'_>],
     opts: FetchOptions,
 ) -> FetchResult {
+    let mut emit = Emit::new(out, None);
+    write_items(&mut emit, meta, msg, attrs, opts)
+}
+
+/// A body section longer than this is streamed from the message file rather than copied
+/// into the response; so is a shorter one once the message's copied sections reach it.
+/// It is also the most one read from the file takes at a time.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+
+/// [`write_fetch`] for the FETCH command: sections that are a contiguous octet range of the
+/// message (`BODY[]`, `RFC822`, `TEXT`, numbered parts, `MIME`, `HEADER`, partials of
+/// these) longer than [`STREAM_CHUNK`] are not copied. `out` then ends with the literal
+/// header `{n}` of the first of them, and the returned [`BodyStream`] holds the rest of the
+/// response: the open file, the octet ranges to copy from it, and the built items between
+/// and after them. The caller sends it with [`BodyStream::copy`] as its output drains,
+/// before anything else.
+///
+/// The message is mapped or read only while the response is laid out; a stream reads the
+/// file through its own descriptor with positioned reads, so its memory is the chunk being
+/// copied, never the message, and a file renamed (flag change) or unlinked (expunge
+/// elsewhere) meanwhile is still read whole. Built sections (`HEADER.FIELDS`, ENVELOPE,
+/// BODYSTRUCTURE) are small and go into the response as before.
+///
+/// A file with bare LF line endings (put in the Maildir by other software) is converted to
+/// CRLF on load; its sections are not ranges of the file, so such a stream copies from the
+/// converted message, which it keeps in memory until done.
+pub fn write_fetch_streaming<S: MessageSource + ?Sized>(
+    out: &mut Vec<u8>,
+    meta: &MessageMeta<'_>,
+    source: &S,
+    attrs: &[FetchAttr<'_>],
+    opts: FetchOptions,
+) -> Result<(FetchResult, Option<BodyStream>), FetchError> {
+    if !attrs.iter().any(needs_message) {
+        return Ok((write_fetch_parsed(out, meta, None, attrs, opts), None));
+    }
+    let file = source.open_message()?;
+    let file_len = file.metadata()?.len();
+    let msg = ParsedMessage::open(file.try_clone()?)?;
+    let mut emit = Emit::new(out, Some(STREAM_CHUNK));
+    let result = write_items(&mut emit, meta, Some(&msg), attrs, opts);
+    let Some(mut segments) = emit.rest else {
+        return Ok((result, None));
+    };
+    if !emit.tail.is_empty() {
+        segments.push_back(Segment::Bytes(emit.tail));
+    }
+    // Section offsets are file offsets unless the message was converted on load.
+    let source = if msg.bytes().len() as u64 == file_len {
+        drop(msg);
+        StreamSource::File(file)
+    } else {
+        StreamSource::Memory(msg)
+    };
+    Ok((
+        result,
+        Some(BodyStream {
+            source,
+            segments,
+            uid: meta.uid,
+        }),
+    ))
+}
+
+/// Where a [`BodyStream`] copies its ranges from.
+enum StreamSource {
+    /// The message file: section offsets are file offsets.
+    File(File),
+    /// A message converted to CRLF on load: offsets are into the converted copy.
+    Memory(ParsedMessage),
+}
+
+/// A piece of a FETCH response still to send.
+#[derive(Debug)]
+enum Segment {
+    /// Built octets (items after a streamed literal, the closing parenthesis).
+    Bytes(Vec<u8>),
+    /// What remains of a streamed literal: these octets of the message.
+    Range(Range<u64>),
+}
+
+/// Why a [`BodyStream`] could not finish its literal. The literal's length is already on
+/// the wire and cannot be taken back: the connection has to end (as Dovecot does when a
+/// message gives fewer octets than it announced).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("message UID {uid} ended {missing} octets short of its literal")]
+    Short { uid: u32, missing: u64 },
+    #[error("reading message UID {uid}: {source}")]
+    Io {
+        uid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The rest of a FETCH response whose body streams from the message file (see
+/// [`write_fetch_streaming`]).
+pub struct BodyStream {
+    source: StreamSource,
+    segments: VecDeque<Segment>,
+    uid: u32,
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("uid", &self.uid)
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+impl BodyStream {
+    /// Octets of the response still to send.
+    pub fn remaining(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Bytes(b) => b.len() as u64,
+                Segment::Range(r) => r.end - r.start,
+            })
+            .sum()
+    }
+
+    /// Appends the next part of the response to `out`: file octets up to `budget` (read
+    /// [`STREAM_CHUNK`] at a time), and the built octets that follow them. Returns true once
+    /// the whole response is written.
+    ///
+    /// On error `out` holds what could be read; the literal cannot be completed.
+    pub fn copy(&mut self, out: &mut Vec<u8>, budget: usize) -> Result<bool, StreamError> {
+        let mut left = budget.max(1) as u64;
+        while let Some(seg) = self.segments.front_mut() {
+            match seg {
+                Segment::Bytes(b) => {
+                    out.extend_from_slice(b);
+                    self.segments.pop_front();
+                }
+                Segment::Range(r) => {
+                    if left == 0 {
+                        return Ok(false);
+                    }
+                    let n = (r.end - r.start).min(left).min(STREAM_CHUNK as u64);
+                    let got = read_source(&self.source, self.uid, out, r.start, n as usize)?;
+                    r.start += got as u64;
+                    left -= got as u64;
+                    if got < n as usize {
+                        return Err(StreamError::Short {
+                            uid: self.uid,
+                            missing: r.end - r.start,
+                        });
+                    }
+                    if r.start == r.end {
+                        self.segments.pop_front();
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Appends `n` octets at `offset` of the message to `out`; fewer at the end of the file.
+fn read_source(
+    source: &StreamSource,
+    uid: u32,
+    out: &mut Vec<u8>,
+    offset: u64,
+    n: usize,
+) -> Result<usize, StreamError> {
+    match source {
+        StreamSource::Memory(msg) => {
+            let b = msg.bytes();
+            let start = (offset as usize).min(b.len());
+            let end = start.saturating_add(n).min(b.len());
+            out.extend_from_slice(&b[start..end]);
+            Ok(end - start)
+        }
+        StreamSource::File(file) => {
+            use std::os::unix::fs::FileExt;
+            let base = out.len();
+            out.resize(base + n, 0);
+            let mut got = 0;
+            while got < n {
+                match file.read_at(&mut out[base + got..], offset + got as u64) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(source) => {
+                        out.truncate(base + got);
+                        return Err(StreamError::Io { uid, source });
+                    }
+                }
+            }
+            out.truncate(base + got);
+            Ok(got)
+        }
+    }
+}
+
+/// Where [`write_items`] puts the response: `out` until the first streamed literal begins,
+/// then segments.
+struct Emit<'o> {
+    out: &'o mut Vec<u8>,
+    /// Streams ranges longer than this (and copies at most this much per message).
+    stream_over: Option<usize>,
+    /// Octets of ranges copied into the response so far.
+    copied: usize,
+    /// Once a literal streams: the segments after `out`.
+    rest: Option<VecDeque<Segment>>,
+    /// Built octets after the last streamed range.
+    tail: Vec<u8>,
+}
+
+impl<'o> Emit<'o> {
+    fn new(out: &'o mut Vec<u8>, stream_over: Option<usize>) -> Self {
+        Emit {
+            out,
+            stream_over,
+            copied: 0,
+            rest: None,
+            tail: Vec::new(),
+        }
+    }
+
+    /// The buffer built output goes to now.
+    fn buf(&mut self) -> &mut Vec<u8> {
+        match self.rest {
+            None => self.out,
+            Some(_) => &mut self.tail,
+        }
+    }
+
+    /// Whether a range of `len` octets streams rather than being copied.
+    fn streams(&self, len: usize) -> bool {
+        self.stream_over
+            .is_some_and(|limit| len > 0 && self.copied.saturating_add(len) > limit)
+    }
+
+    /// A content item: a literal streamed from the file, or its octets copied.
+    fn content(
+        &mut self,
+        f: &mut FetchWriter,
+        msg: &ParsedMessage,
+        item: ContentItem<'_>,
+        data: &SectionData,
+        partial: Option<Partial>,
+    ) {
+        match section_range(data, partial) {
+            Some(r) if self.streams(r.len()) => {
+                f.literal_start(self.buf(), item, r.len() as u64);
+                let rest = self.rest.get_or_insert_with(VecDeque::new);
+                if !self.tail.is_empty() {
+                    rest.push_back(Segment::Bytes(std::mem::take(&mut self.tail)));
+                }
+                rest.push_back(Segment::Range(r.start as u64..r.end as u64));
+            }
+            Some(r) => {
+                self.copied += r.len();
+                f.content(self.buf(), item, Some(&msg.bytes()[r]));
+            }
+            None => {
+                let bytes = data.bytes(msg).map(|b| apply_partial(b, partial));
+                f.content(self.buf(), item, bytes);
+            }
+        }
+    }
+}
+
+fn write_items(
+    emit: &mut Emit<'_>,
+    meta: &MessageMeta<'_>,
+    msg: Option<&ParsedMessage>,
+    attrs: &[FetchAttr<'_>],
+    opts: FetchOptions,
+) -> FetchResult {
     let set_seen = will_set_seen(meta.flags, attrs, opts.read_only);
     let mut shown = *meta;
     if set_seen {
         shown.flags = meta.flags.union(SystemFlags::SEEN);
     }
-    let mut f = FetchWriter::begin(out, meta.seq);
+    let mut f = FetchWriter::begin(emit.buf(), meta.seq);
     if opts.uid_command {
-        f.uid(out, meta.uid);
+        f.uid(emit.buf(), meta.uid);
     }
     let mut flags_written = false;
     for attr in attrs {
         match attr {
             FetchAttr::Uid => {
                 if !opts.uid_command {
-                    f.uid(out, meta.uid);
+                    f.uid(emit.buf(), meta.uid);
                 }
             }
             FetchAttr::Flags => {
-                f.flags(out, &shown.imap_flags());
+                f.flags(emit.buf(), &shown.imap_flags());
                 flags_written = true;
             }
-            FetchAttr::Rfc822Size => f.rfc822_size(out, meta.size),
+            FetchAttr::Rfc822Size => f.rfc822_size(emit.buf(), meta.size),
             FetchAttr::InternalDate => {
                 let date = DateTime::from_unix(meta.internal_date, 0)
                     .or_else(|| DateTime::from_unix(0, 0))
                     .expect("the epoch is a valid date");
-                f.internal_date(out, &date);
+                f.internal_date(emit.buf(), &date);
             }
             _ => {
                 let Some(msg) = msg else {
                     debug_assert!(false, "{attr:?} needs the message");
                     continue;
                 };
-                write_message_item(&mut f, out, msg, attr);
+                write_message_item(&mut f, emit, msg, attr);
             }
         }
     }
     if set_seen && !flags_written {
-        f.flags(out, &shown.imap_flags());
+        f.flags(emit.buf(), &shown.imap_flags());
     }
-    f.finish(out);
+    f.finish(emit.buf());
     FetchResult {
         set_seen,
         flags: shown.flags,
@@ -241,38 +516,35 @@ pub fn write_fetch_parsed(
 
 fn write_message_item(
     f: &mut FetchWriter,
-    out: &mut Vec<u8>,
+    emit: &mut Emit<'_>,
     msg: &ParsedMessage,
     attr: &FetchAttr<'_>,
 ) {
     match attr {
-        FetchAttr::Envelope => f.envelope(out, &msg.envelope()),
-        FetchAttr::Body => f.body(out, &msg.body_structure()),
-        FetchAttr::BodyStructure => f.body_structure(out, &msg.body_structure()),
+        FetchAttr::Envelope => f.envelope(emit.buf(), &msg.envelope()),
+        FetchAttr::Body => f.body(emit.buf(), &msg.body_structure()),
+        FetchAttr::BodyStructure => f.body_structure(emit.buf(), &msg.body_structure()),
         FetchAttr::Rfc822 => {
-            f.content(out, ContentItem::Rfc822, Some(msg.bytes()));
+            let whole = SectionData::Range(0..msg.bytes().len());
+            emit.content(f, msg, ContentItem::Rfc822, &whole, None);
         }
         FetchAttr::Rfc822Header => {
             let data = msg.section(&HEADER);
-            f.content(out, ContentItem::Rfc822Header, data.bytes(msg));
+            emit.content(f, msg, ContentItem::Rfc822Header, &data, None);
         }
         FetchAttr::Rfc822Text => {
             let data = msg.section(&TEXT);
-            f.content(out, ContentItem::Rfc822Text, data.bytes(msg));
+            emit.content(f, msg, ContentItem::Rfc822Text, &data, None);
         }
         FetchAttr::BodySection {
             section, partial, ..
         } => {
             let data = msg.section(section);
-            let bytes = data.bytes(msg).map(|b| apply_partial(b, *partial));
-            f.content(
-                out,
-                ContentItem::Body {
-                    section,
-                    origin: partial.map(|p| p.offset),
-                },
-                bytes,
-            );
+            let item = ContentItem::Body {
+                section,
+                origin: partial.map(|p| p.offset),
+            };
+            emit.content(f, msg, item, &data, *partial);
         }
         FetchAttr::Flags | FetchAttr::Uid | FetchAttr::Rfc822Size | FetchAttr::InternalDate => {}
     }
@@ -290,9 +562,9 @@ pub fn apply_partial(b: &[u8], partial: Option<Partial>) -> &[u8] {
     }
 }
 
-/// The section's octet range within [`ParsedMessage::bytes`] after a partial, for a caller
-/// that streams from the file: `None` for built contents ([`SectionData::Owned`]) or a
-/// missing section.
+/// The section's octet range within [`ParsedMessage::bytes`] after a partial: what
+/// [`write_fetch_streaming`] streams from the file. `None` for built contents
+/// ([`SectionData::Owned`]) or a missing section.
 pub fn section_range(
     data: &SectionData,
     partial: Option<Partial>,
@@ -571,6 +843,172 @@ mod tests {
             &fetch_attrs("BODY[]"),
             false
         ));
+    }
+
+    /// A multipart message of about 1.2 MB: a 300 KB text part and a 900 KB attachment.
+    fn big_message(eol: &str) -> Vec<u8> {
+        let mut m = String::new();
+        for line in [
+            "From: a@example.org",
+            "To: b@example.org",
+            "Subject: big one",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed; boundary=\"xyz\"",
+            "",
+            "--xyz",
+            "Content-Type: text/plain",
+            "",
+        ] {
+            m.push_str(line);
+            m.push_str(eol);
+        }
+        for i in 0..5000 {
+            m.push_str(&format!("text line {i:05} {}{eol}", "t".repeat(44)));
+        }
+        m.push_str(&format!(
+            "--xyz{eol}Content-Type: application/octet-stream{eol}"
+        ));
+        m.push_str(&format!("Content-Transfer-Encoding: base64{eol}{eol}"));
+        for i in 0..12000 {
+            m.push_str(&format!("{i:08}{}{eol}", "QUJD".repeat(16)));
+        }
+        m.push_str(&format!("--xyz--{eol}"));
+        m.into_bytes()
+    }
+
+    /// The whole response through a stream, `budget` octets at a time; checks that no
+    /// step copies more than the budget and the built octets between literals.
+    fn streamed(path: &Path, items: &str, meta: &MessageMeta<'_>, budget: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (_, stream) = write_fetch_streaming(
+            &mut out,
+            meta,
+            path,
+            &fetch_attrs(items),
+            FetchOptions::default(),
+        )
+        .unwrap();
+        if let Some(mut stream) = stream {
+            assert!(
+                out.ends_with(b"}\r\n"),
+                "the batch ends with a literal header"
+            );
+            loop {
+                let before = out.len();
+                let done = stream.copy(&mut out, budget).unwrap();
+                assert!(out.len() - before <= budget + 1024, "{items}");
+                if done {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn large_sections_stream_with_the_same_octets() {
+        let td = crate::maildir::test_support::TempDir::new();
+        for (name, eol) in [("crlf", "\r\n"), ("lf", "\n")] {
+            let path = td.path().join(name);
+            std::fs::write(&path, big_message(eol)).unwrap();
+            let m = unseen();
+            for items in [
+                "BODY[]",
+                "(UID BODY.PEEK[] FLAGS)",
+                "RFC822",
+                "(RFC822.HEADER RFC822.TEXT)",
+                "BODY[TEXT]",
+                "BODY.PEEK[1]",
+                "BODY[2]<1000.200000>",
+                "BODY[]<5.10>",
+                "(BODY[1] ENVELOPE BODY[2] BODY.PEEK[HEADER.FIELDS (Subject)] BODY[2.MIME])",
+                "(BODY[1]<0.40000> BODY[1]<40000.40000> RFC822.SIZE)",
+                "(BODYSTRUCTURE BODY[3] BODY[1.HEADER])",
+            ] {
+                let mut expected = Vec::new();
+                let want = write_fetch(
+                    &mut expected,
+                    &m,
+                    path.as_path(),
+                    &fetch_attrs(items),
+                    FetchOptions::default(),
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let (got, stream) = write_fetch_streaming(
+                    &mut out,
+                    &m,
+                    path.as_path(),
+                    &fetch_attrs(items),
+                    FetchOptions::default(),
+                )
+                .unwrap();
+                assert_eq!(got, want, "{items}");
+                // Small sections are copied, large ones are not.
+                let small = ["BODY[]<5.10>", "(BODYSTRUCTURE BODY[3] BODY[1.HEADER])"];
+                assert_eq!(stream.is_none(), small.contains(&items), "{items}");
+                if let Some(s) = &stream {
+                    let most = STREAM_CHUNK + 4096;
+                    assert!(out.len() < most, "{items}: {} octets copied", out.len());
+                    assert_eq!(
+                        out.len() as u64 + s.remaining(),
+                        expected.len() as u64,
+                        "{items}"
+                    );
+                }
+                for budget in [1, 1000, STREAM_CHUNK, 256 * 1024] {
+                    assert!(
+                        streamed(&path, items, &m, budget) == expected,
+                        "{name} {items} in steps of {budget}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_reads_through_its_descriptor() {
+        let td = crate::maildir::test_support::TempDir::new();
+        let path = td.path().join("m");
+        let raw = big_message("\r\n");
+        std::fs::write(&path, &raw).unwrap();
+        let m = meta(SystemFlags::SEEN);
+        let attrs = fetch_attrs("BODY[]");
+        let o = FetchOptions::default();
+        // Unlinked (expunged elsewhere) while streaming: the open file is read whole.
+        let mut out = Vec::new();
+        let (_, stream) = write_fetch_streaming(&mut out, &m, path.as_path(), &attrs, o).unwrap();
+        let mut stream = stream.unwrap();
+        stream.copy(&mut out, STREAM_CHUNK).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        while !stream.copy(&mut out, STREAM_CHUNK).unwrap() {}
+        let head = format!("* 12 FETCH (BODY[] {{{}}}\r\n", raw.len());
+        assert_eq!(out[..head.len()], *head.as_bytes());
+        assert_eq!(out[head.len()..out.len() - 3], raw[..]);
+        assert!(out.ends_with(b")\r\n"));
+        // Truncated in place (the store never does that): the literal cannot be completed.
+        std::fs::write(&path, &raw).unwrap();
+        let mut out = Vec::new();
+        let (_, stream) = write_fetch_streaming(&mut out, &m, path.as_path(), &attrs, o).unwrap();
+        let mut stream = stream.unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100_000)
+            .unwrap();
+        let start = out.len();
+        let err = loop {
+            match stream.copy(&mut out, STREAM_CHUNK) {
+                Ok(done) => assert!(!done, "a short file cannot complete its literal"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(err, StreamError::Short { uid: 1001, missing } if missing == raw.len() as u64 - 100_000),
+            "{err}"
+        );
+        assert_eq!(out[start..], raw[..100_000], "what could be read is sent");
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! and selected mailbox) moves into the job and comes back with the response bytes and the
 //! tagged status, which the handler hands to the session. Large FETCHes go in batches, each
 //! started only once the previous one's output has mostly left, so a `FETCH 1:* BODY[]` of a
-//! big mailbox never sits whole in memory. APPEND streams to disk in batched writes.
+//! big mailbox never sits whole in memory. A body section longer than
+//! [`STREAM_CHUNK`](crate::imap::fetch::STREAM_CHUNK) is not even read whole: the batch ends
+//! with its literal header, and later jobs copy it from the file, each only as much as fits
+//! under `OUTPUT_LIMIT`, so a session FETCHing a 40 MB message holds a few hundred KiB. A
+//! file that ends before its literal does (truncated in place by another program) closes
+//! the connection after what could be read, as Dovecot does: the announced length cannot be
+//! taken back. APPEND streams to disk in batched writes.
 //!
 //! IDLE: the store can wake a watcher from any thread, but a handler has no way to wake its
 //! runtime, so while idling the handler looks at its mailbox's change counter (one atomic
@@ -24,10 +30,11 @@ use ironpost_core::tls::Connection;
 
 use crate::app::{App, ConnectionSlot};
 use crate::conn::{self, Jobs, Tls};
+use crate::imap::fetch::STREAM_CHUNK;
 use crate::mailstore::{Account, AppendWriter, SystemFlags};
 
 pub use commands::STORE_CAPABILITIES;
-use commands::{FetchState, Mail, Reply};
+use commands::{Batch, FetchState, Mail, Reply};
 
 /// The answer to a connection over the limits.
 const REFUSAL: &[u8] = b"* BYE Too many connections, try again later\r\n";
@@ -160,7 +167,7 @@ enum Done {
         mail: Mail,
         state: FetchState,
         out: Vec<u8>,
-        reply: Option<Reply>,
+        batch: Batch,
     },
     AppendOpened(Result<AppendWriter, Reply>),
     AppendWrote {
@@ -291,25 +298,27 @@ impl ImapHandler {
         });
     }
 
-    /// The next FETCH batch, if one is due and the output has room.
+    /// The next FETCH batch, if one is due and the output has room. A body streaming from
+    /// its file gets as many octets as fill the output up to [`OUTPUT_LIMIT`], at least
+    /// [`STREAM_CHUNK`]: what waits in the session never passes `OUTPUT_LIMIT + STREAM_CHUNK`
+    /// (and the built items of one response) however large the message.
     fn fetch_job(&mut self) {
-        if self.fetch.is_none()
-            || self.jobs.busy()
-            || self.conn.protocol().pending_output() >= OUTPUT_LIMIT
-        {
+        let pending = self.conn.protocol().pending_output();
+        if self.fetch.is_none() || self.jobs.busy() || pending >= OUTPUT_LIMIT {
             return;
         }
         let (Some(mut state), Some(mut mail)) = (self.fetch.take(), self.mail.take()) else {
             return;
         };
+        let budget = (OUTPUT_LIMIT - pending).max(STREAM_CHUNK);
         self.jobs.queue(move || {
             let mut out = Vec::new();
-            let reply = commands::fetch_batch(&mut mail, &mut state, &mut out);
+            let batch = commands::fetch_batch(&mut mail, &mut state, &mut out, budget);
             Done::Fetch {
                 mail,
                 state,
                 out,
-                reply,
+                batch,
             }
         });
     }
@@ -496,16 +505,19 @@ impl ConnectionHandler for ImapHandler {
                 mail,
                 state,
                 out,
-                reply,
+                batch,
             } => {
                 self.mail = Some(mail);
                 if !out.is_empty() && !self.session().is_closed() {
                     self.session().write(&out);
                 }
-                match reply {
-                    Some(reply) => self.finish(now, reply),
-                    None if self.session().is_closed() => {}
-                    None => self.fetch = Some(state),
+                match batch {
+                    Batch::Done(reply) => self.finish(now, reply),
+                    // The literal on the wire cannot be completed: what was read goes out,
+                    // then the connection closes without another word (as Dovecot does).
+                    Batch::Broken => self.session().abort(),
+                    Batch::More if self.session().is_closed() => {}
+                    Batch::More => self.fetch = Some(state),
                 }
             }
             Done::AppendOpened(result) => {
@@ -610,9 +622,266 @@ impl Drop for ImapHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildir::test_support::TempDir;
+    use std::net::SocketAddr;
 
     #[test]
     fn text_is_one_printable_line() {
         assert_eq!(sanitize("a\r\nb\0c\u{e9}"), "a??b?c?");
+    }
+
+    /// An IMAP handler on a fresh store, driven by hand: jobs run on the test's thread, and
+    /// the client reads only when told to.
+    struct Harness {
+        td: TempDir,
+        handler: ImapHandler,
+        now: Instant,
+        /// What the client has read.
+        wire: Vec<u8>,
+        /// The most output seen waiting in the session.
+        most_pending: usize,
+        jobs_run: usize,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let td = TempDir::new();
+            let data = td.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            let accounts = data.join("postfix-accounts.cf");
+            crate::directory::add_account(&accounts, "alice@example.org", "pw").unwrap();
+            std::fs::write(data.join("postfix-virtual.cf"), "").unwrap();
+            let text = format!(
+                "data_dir = {data:?}\nhostname = \"mx.example.org\"\ndomains = [\"example.org\"]\n"
+            );
+            let config = crate::config::Config::from_toml(&text, td.path(), "test.toml").unwrap();
+            let tls = crate::tls::server_config(&config).unwrap();
+            let directory = crate::directory::DirectoryHandle::from_config(&config).unwrap();
+            let store = crate::maildir::Store::open(&data, "mx.example.org").unwrap();
+            let mail = crate::mailstore::MailStore::open(&data, "mx.example.org").unwrap();
+            let app = Arc::new(App::new(config, directory, store, mail, tls));
+            let now = Instant::now();
+            let info = ConnInfo {
+                peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+                local: "127.0.0.1:993".parse::<SocketAddr>().unwrap(),
+            };
+            let cfg = Arc::new(SessionConfig {
+                store_capabilities: STORE_CAPABILITIES.to_vec(),
+                ..SessionConfig::default()
+            });
+            // As if behind implicit TLS (LOGIN allowed), without encrypting anything.
+            let conn = Connection::plain(Session::new(cfg, true, now), None);
+            let slot = app.admit(info.peer.ip()).unwrap();
+            let handler = ImapHandler {
+                conn,
+                app,
+                listener: "imaps",
+                info,
+                mail: None,
+                user: None,
+                jobs: Jobs::default(),
+                fetch: None,
+                append: None,
+                idle: None,
+                now,
+                _slot: slot,
+            };
+            let mut h = Harness {
+                td,
+                handler,
+                now,
+                wire: Vec::new(),
+                most_pending: 0,
+                jobs_run: 0,
+            };
+            h.read();
+            h
+        }
+
+        fn mailbox(&self) -> std::path::PathBuf {
+            self.td.path().join("data/mail/example.org/alice")
+        }
+
+        fn pending(&self) -> usize {
+            self.handler.conn.protocol().pending_output()
+        }
+
+        /// Runs the jobs the handler has, as a runtime would, without reading the output.
+        fn run_jobs(&mut self) {
+            while let Some(job) = self.handler.poll_job() {
+                let out = job();
+                self.handler.job_done(self.now, out);
+                self.jobs_run += 1;
+                self.most_pending = self.most_pending.max(self.pending());
+            }
+        }
+
+        /// The client reads everything waiting.
+        fn read(&mut self) {
+            self.handler.transmit(&mut self.wire);
+        }
+
+        /// Sends a command and reads until its tagged answer; returns what was read.
+        fn cmd(&mut self, line: &str) -> Vec<u8> {
+            let tag = format!("{} ", line.split(' ').next().unwrap());
+            let start = self.wire.len();
+            self.handler
+                .receive(self.now, format!("{line}\r\n").as_bytes());
+            for _ in 0..100_000 {
+                self.run_jobs();
+                self.read();
+                let got = &self.wire[start..];
+                if got.starts_with(tag.as_bytes())
+                    || got
+                        .windows(tag.len() + 2)
+                        .any(|w| w.starts_with(b"\r\n") && w[2..] == *tag.as_bytes())
+                        && got.ends_with(b"\r\n")
+                {
+                    break;
+                }
+                if self.handler.is_closed() {
+                    break;
+                }
+            }
+            self.wire[start..].to_vec()
+        }
+
+        fn login_and_select(&mut self) {
+            let r = self.cmd("a LOGIN alice@example.org pw");
+            assert!(r.starts_with(b"a OK"), "{}", String::from_utf8_lossy(&r));
+            let r = self.cmd("b SELECT INBOX");
+            assert!(
+                String::from_utf8_lossy(&r).contains("b OK [READ-WRITE]"),
+                "{}",
+                String::from_utf8_lossy(&r)
+            );
+        }
+    }
+
+    /// A message of about `size` octets, CRLF lines.
+    fn message(size: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.org\r\nSubject: large\r\n\r\n".to_vec();
+        let mut i = 0u32;
+        while m.len() < size {
+            m.extend_from_slice(format!("{i:08} {}\r\n", "z".repeat(60)).as_bytes());
+            i += 1;
+        }
+        m
+    }
+
+    fn deliver(h: &Harness, msg: &[u8]) {
+        let account = h.handler.app.mail.account("example.org", "alice").unwrap();
+        account
+            .append_from("INBOX", &mut &msg[..], SystemFlags::empty(), &[], None)
+            .unwrap();
+    }
+
+    /// The bound on what waits in the session while a body streams.
+    const BOUND: usize = OUTPUT_LIMIT + STREAM_CHUNK + 4096;
+
+    #[test]
+    fn a_large_body_streams_as_the_client_reads() {
+        let mut h = Harness::new();
+        let msg = message(3 << 20);
+        deliver(&h, b"Subject: small\r\n\r\nhello\r\n");
+        deliver(&h, &msg);
+        h.login_and_select();
+        let base_jobs = h.jobs_run;
+        h.most_pending = 0;
+        h.handler.receive(
+            h.now,
+            b"f UID FETCH 1:2 (BODY.PEEK[] RFC822.SIZE BODY.PEEK[TEXT]<100.2000000>)\r\n",
+        );
+        let start = h.wire.len();
+        // A slow client: it reads only when the handler has nothing more to do.
+        let mut reads = 0;
+        while !h.wire[start..].ends_with(b"f OK FETCH completed\r\n") {
+            h.run_jobs();
+            assert!(h.pending() <= BOUND, "{} octets wait", h.pending());
+            h.read();
+            reads += 1;
+            assert!(reads < 10_000, "the FETCH never ended");
+        }
+        assert!(h.most_pending <= BOUND, "{}", h.most_pending);
+        assert!(
+            reads > msg.len() * 3 / 2 / BOUND,
+            "{reads} reads: the output was not held back"
+        );
+        assert!(h.jobs_run - base_jobs > 10);
+        let text = msg.len() - msg.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4;
+        let mut want = b"* 1 FETCH (UID 1 BODY[] {25}\r\nSubject: small\r\n\r\nhello\r\n \
+            RFC822.SIZE 25 BODY[TEXT]<100> \"\")\r\n"
+            .to_vec();
+        want.extend_from_slice(format!("* 2 FETCH (UID 2 BODY[] {{{}}}\r\n", msg.len()).as_bytes());
+        want.extend_from_slice(&msg);
+        want.extend_from_slice(
+            format!(
+                " RFC822.SIZE {} BODY[TEXT]<100> {{{}}}\r\n",
+                msg.len(),
+                2_000_000.min(text - 100)
+            )
+            .as_bytes(),
+        );
+        let body = msg.len() - text;
+        want.extend_from_slice(&msg[body + 100..body + 100 + 2_000_000.min(text - 100)]);
+        want.extend_from_slice(b")\r\nf OK FETCH completed\r\n");
+        assert!(h.wire[start..] == want[..], "the answer differs");
+        // PEEK: nothing was marked \Seen. A plain RFC822 is, and says so.
+        let r = h.cmd("g FETCH 2 FLAGS");
+        assert_eq!(
+            r,
+            b"* 2 FETCH (FLAGS (\\Recent))\r\ng OK FETCH completed\r\n"
+        );
+        h.most_pending = 0;
+        let r = h.cmd("h FETCH 2 RFC822");
+        let head = format!("* 2 FETCH (RFC822 {{{}}}\r\n", msg.len());
+        assert!(r.starts_with(head.as_bytes()));
+        assert!(r[head.len()..].starts_with(&msg));
+        assert_eq!(
+            &r[head.len() + msg.len()..],
+            b" FLAGS (\\Seen \\Recent))\r\nh OK FETCH completed\r\n"
+        );
+        assert!(h.most_pending <= BOUND, "{}", h.most_pending);
+    }
+
+    #[test]
+    fn a_literal_that_cannot_be_completed_closes_the_connection() {
+        let mut h = Harness::new();
+        let msg = message(1 << 20);
+        deliver(&h, &msg);
+        h.login_and_select();
+        let start = h.wire.len();
+        h.handler
+            .receive(h.now, b"f FETCH 1 (BODY.PEEK[] UID)\r\nn NOOP\r\n");
+        // The first batch: the literal header and the first octets.
+        h.run_jobs();
+        h.read();
+        assert!(!h.handler.is_closed());
+        // Truncated in place (the store never does that; another program might).
+        let cur = h.mailbox().join("cur");
+        let new = h.mailbox().join("new");
+        let file = std::fs::read_dir(&cur)
+            .unwrap()
+            .chain(std::fs::read_dir(&new).unwrap())
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(300_000)
+            .unwrap();
+        for _ in 0..100 {
+            h.run_jobs();
+            h.read();
+        }
+        assert!(h.handler.is_closed());
+        let got = &h.wire[start..];
+        let head = format!("* 1 FETCH (BODY[] {{{}}}\r\n", msg.len());
+        assert!(got.starts_with(head.as_bytes()));
+        // Whatever could be read went out, and nothing after it: no BYE, no tagged answer.
+        assert_eq!(got[head.len()..], msg[..300_000]);
     }
 }

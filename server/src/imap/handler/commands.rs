@@ -7,6 +7,7 @@
 //! EXPUNGE never during FETCH, STORE or SEARCH (their UID forms may), everything else always.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ironpost_core::imap::encode::{
@@ -18,9 +19,11 @@ use ironpost_core::imap::{
     SearchKey, SequenceSet, StatusItems, StoreAction,
 };
 
-use crate::imap::fetch::{needs_message, will_set_seen, FetchError, FetchOptions, MessageMeta};
+use crate::imap::fetch::{
+    needs_message, will_set_seen, write_fetch_streaming, BodyStream, FetchError, FetchOptions,
+    MessageMeta,
+};
 use crate::imap::search::{charset_supported, search_view, SearchOutcome};
-use crate::imap::write_fetch;
 use crate::mailstore::{
     pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
     SpecialUse, StoreOp, SystemFlags, DELIMITER,
@@ -867,10 +870,29 @@ pub struct FetchState {
     /// Sequence numbers still to answer, in ascending order; `next` indexes into it.
     pub seqs: Vec<u32>,
     pub next: usize,
+    /// Messages of the current batch not answered yet (their `\Seen` is already stored),
+    /// with their index entries as they were before.
+    held: VecDeque<(u32, MessageInfo)>,
+    /// Storing `\Seen` for the current batch failed: it is answered as read-only.
+    seen_failed: bool,
+    /// The rest of a response whose body streams from its file: it goes first.
+    stream: Option<Box<BodyStream>>,
     /// Some messages had gone (expunged elsewhere) and could not be answered.
     pub expunged: bool,
     /// Some messages could not be read.
     pub failed: bool,
+}
+
+/// What a [`fetch_batch`] call left to do.
+#[derive(Debug)]
+pub enum Batch {
+    /// More output to come: call again once it has drained.
+    More,
+    /// The FETCH is answered: its final reply.
+    Done(Reply),
+    /// A literal already announced could not be completed (its file ended early or could
+    /// not be read): the connection must close after the output written so far.
+    Broken,
 }
 
 /// Starts a FETCH: resolves the set. `Err` is the command's final reply.
@@ -889,16 +911,40 @@ pub fn fetch_start(
         items,
         seqs,
         next: 0,
+        held: VecDeque::new(),
+        seen_failed: false,
+        stream: None,
         expunged: false,
         failed: false,
     })
 }
 
-/// Answers the next batch of a FETCH into `out`. Returns the final reply once the last
-/// message is answered (with the pending updates), `None` while more batches remain.
-pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> Option<Reply> {
+/// Answers the next part of a FETCH into `out`: up to `budget` octets of a body being
+/// streamed from its file, or else the next batch of messages, which ends early at a body
+/// that streams (its literal header is the end of `out`). Returns [`Batch::Done`] with the
+/// final reply (and the pending updates) once the last message is answered.
+pub fn fetch_batch(
+    mail: &mut Mail,
+    st: &mut FetchState,
+    out: &mut Vec<u8>,
+    budget: usize,
+) -> Batch {
+    if let Some(stream) = st.stream.as_mut() {
+        match stream.copy(out, budget) {
+            Ok(true) => st.stream = None,
+            Ok(false) => return Batch::More,
+            Err(e) => {
+                tracing::error!(user = mail.account.user(), error = %e, "FETCH cannot complete a literal; closing the connection");
+                st.stream = None;
+                return Batch::Broken;
+            }
+        }
+        if !st.held.is_empty() || st.next < st.seqs.len() {
+            return Batch::More;
+        }
+    }
     let Some(view) = mail.view.as_mut() else {
-        return Some(Reply::bad("No mailbox selected"));
+        return Batch::Done(Reply::bad("No mailbox selected"));
     };
     let mut attrs: Vec<FetchAttr<'_>> = st.items.attrs().into_owned();
     // RFC 3501 6.4.8: UID FETCH always answers UID (fetch.rs puts it first).
@@ -908,59 +954,66 @@ pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> O
         read_only: view.read_only(),
     };
     let needs_file = attrs.iter().any(needs_message);
-    // The batch: up to `most` messages, fewer if their sizes (from the index) add up to more
-    // than FETCH_BATCH_BYTES; always at least one.
-    let most = if needs_file {
-        FETCH_BATCH_MESSAGES
-    } else {
-        FETCH_BATCH_METADATA
-    };
-    let mut end = st.next;
-    let mut bytes = 0u64;
-    while end < st.seqs.len() && end - st.next < most {
-        if end > st.next && bytes >= FETCH_BATCH_BYTES as u64 {
-            break;
+    if st.held.is_empty() && st.next < st.seqs.len() {
+        // The batch: up to `most` messages, fewer if their sizes (from the index) add up to
+        // more than FETCH_BATCH_BYTES; always at least one.
+        let most = if needs_file {
+            FETCH_BATCH_MESSAGES
+        } else {
+            FETCH_BATCH_METADATA
+        };
+        let mut end = st.next;
+        let mut bytes = 0u64;
+        while end < st.seqs.len() && end - st.next < most {
+            if end > st.next && bytes >= FETCH_BATCH_BYTES as u64 {
+                break;
+            }
+            if needs_file {
+                bytes += view.message(st.seqs[end]).map_or(0, |m| m.size);
+            }
+            end += 1;
         }
-        if needs_file {
-            bytes += view.message(st.seqs[end]).map_or(0, |m| m.size);
+        // Set \Seen first, so the answer never shows a flag the store failed to keep; the
+        // responses are written from the flags as they were, which makes them show \Seen.
+        st.held = st.seqs[st.next..end]
+            .iter()
+            .filter_map(|&s| view.message(s).map(|m| (s, *m)))
+            .collect();
+        st.next = end;
+        let to_see: Vec<u32> = st
+            .held
+            .iter()
+            .filter(|(_, m)| !m.expunged && will_set_seen(m.flags, &attrs, opts.read_only))
+            .map(|(_, m)| m.uid)
+            .collect();
+        st.seen_failed = false;
+        if !to_see.is_empty() {
+            if let Err(e) = view.store(&to_see, StoreOp::Add, SystemFlags::SEEN, &[]) {
+                tracing::warn!(user = mail.account.user(), error = %e, "FETCH could not set \\Seen");
+                st.seen_failed = true;
+            }
         }
-        end += 1;
     }
-    // Set \Seen first, so the answer never shows a flag the store failed to keep; the
-    // responses are written from the flags as they were, which makes them show \Seen.
-    let before: Vec<(u32, MessageInfo)> = st.seqs[st.next..end]
-        .iter()
-        .filter_map(|&s| view.message(s).map(|m| (s, *m)))
-        .collect();
-    st.next = end;
-    let to_see: Vec<u32> = before
-        .iter()
-        .filter(|(_, m)| !m.expunged && will_set_seen(m.flags, &attrs, opts.read_only))
-        .map(|(_, m)| m.uid)
-        .collect();
-    let mut seen_failed = false;
-    if !to_see.is_empty() {
-        if let Err(e) = view.store(&to_see, StoreOp::Add, SystemFlags::SEEN, &[]) {
-            tracing::warn!(user = mail.account.user(), error = %e, "FETCH could not set \\Seen");
-            seen_failed = true;
-        }
-    }
-    for (seq, m) in &before {
+    while let Some((seq, m)) = st.held.pop_front() {
         if m.expunged && needs_file {
             st.expunged = true;
             continue;
         }
         let names = view.keyword_names(m.keywords);
-        let meta = MessageMeta::from_info(*seq, m, &names);
+        let meta = MessageMeta::from_info(seq, &m, &names);
         let muid = m.uid;
         let open = || view.open_message(muid);
         // If storing \Seen failed, answer as a read-only mailbox would: flags as they are.
         let opts = FetchOptions {
-            read_only: opts.read_only || seen_failed,
+            read_only: opts.read_only || st.seen_failed,
             ..opts
         };
-        match write_fetch(out, &meta, &open, &attrs, opts) {
-            Ok(_) => {}
+        match write_fetch_streaming(out, &meta, &open, &attrs, opts) {
+            Ok((_, None)) => {}
+            Ok((_, Some(stream))) => {
+                st.stream = Some(Box::new(stream));
+                return Batch::More;
+            }
             Err(FetchError::Store(MailstoreError::Expunged { .. })) => st.expunged = true,
             Err(e) => {
                 tracing::warn!(user = mail.account.user(), uid = m.uid, error = %e, "FETCH cannot read a message");
@@ -969,7 +1022,7 @@ pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> O
         }
     }
     if st.next < st.seqs.len() {
-        return None;
+        return Batch::More;
     }
     let r = if st.expunged {
         Reply::no(
@@ -981,7 +1034,7 @@ pub fn fetch_batch(mail: &mut Mail, st: &mut FetchState, out: &mut Vec<u8>) -> O
     } else {
         Reply::ok(Vec::new(), None, "FETCH completed")
     };
-    Some(finish(mail, r, st.uid))
+    Batch::Done(finish(mail, r, st.uid))
 }
 
 /// APPEND's end: commit the streamed message, then report.
@@ -1021,6 +1074,7 @@ pub fn append_open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::fetch::STREAM_CHUNK;
     use crate::maildir::test_support::TempDir;
     use crate::mailstore::MailStore;
     use ironpost_core::imap::{parse_command, Limits};
@@ -1056,10 +1110,14 @@ mod tests {
                 let mut st = fetch_start(mail, uid, &set, items.into_owned()).unwrap();
                 let mut out = Vec::new();
                 loop {
-                    if let Some(mut r) = fetch_batch(mail, &mut st, &mut out) {
-                        out.extend_from_slice(&r.out);
-                        r.out = out;
-                        break r;
+                    match fetch_batch(mail, &mut st, &mut out, STREAM_CHUNK) {
+                        Batch::More => {}
+                        Batch::Done(mut r) => {
+                            out.extend_from_slice(&r.out);
+                            r.out = out;
+                            break r;
+                        }
+                        Batch::Broken => panic!("a literal could not be completed"),
                     }
                 }
             }
@@ -1123,13 +1181,18 @@ mod tests {
         }]);
         let mut st = fetch_start(&mail, false, &set, items).unwrap();
         let mut out = Vec::new();
-        assert!(fetch_batch(&mut mail, &mut st, &mut out).is_none());
+        assert!(matches!(
+            fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK),
+            Batch::More
+        ));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches(" FETCH (").count(), FETCH_BATCH_MESSAGES);
         assert!(text.starts_with("* 1 FETCH (BODY[] {"), "{text}");
         assert!(text.contains("FLAGS (\\Seen \\Recent)"), "{text}");
         let mut out = Vec::new();
-        let r = fetch_batch(&mut mail, &mut st, &mut out).expect("the last batch");
+        let Batch::Done(r) = fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK) else {
+            panic!("the last batch");
+        };
         assert_eq!(r.status, Status::Ok);
         assert_eq!(
             String::from_utf8(out).unwrap().matches(" FETCH (").count(),
@@ -1144,7 +1207,10 @@ mod tests {
         let items = FetchItems::Attrs(vec![FetchAttr::Uid, FetchAttr::Flags]);
         let mut st = fetch_start(&mail, true, &set, items).unwrap();
         let mut out = Vec::new();
-        assert!(fetch_batch(&mut mail, &mut st, &mut out).is_some());
+        assert!(matches!(
+            fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK),
+            Batch::Done(_)
+        ));
     }
 
     #[test]
