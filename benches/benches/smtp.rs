@@ -35,7 +35,7 @@ fn command_parsing(c: &mut Criterion) {
             let mut ok = 0usize;
             for line in &lines {
                 // What the session does per line: find the end, drop the CRLF, parse.
-                let end = line.iter().position(|&b| b == b'\n').unwrap();
+                let end = memchr::memchr(b'\n', line).unwrap();
                 let l = &line[..end];
                 let l = l.strip_suffix(b"\r").unwrap_or(l);
                 ok += black_box(parse_command(black_box(l))).is_ok() as usize;
