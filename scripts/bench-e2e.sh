@@ -8,7 +8,7 @@
 #
 # Environment: RUNTIMES ("mio smol": one ironpost per runtime, side by side), REPEATS (3),
 # SECONDS_PER_RUN (1), SIZES ("1024 10240 102400"),
-# CONCURRENCY ("1 8 64"), IDLE_CONNS (1000), IDLE_CONNS_PEER (90: Postfix runs one smtpd per
+# CONCURRENCY ("1 8 64"), IDLE_CONNS ("1000 10000"), IDLE_CONNS_PEER (90: Postfix runs one smtpd per
 # connection and Debian's default_process_limit is 100), SOURCES (1: client addresses; Postfix
 # looks up the name of every client address, and without DNS 127.0.0.2 and up cost it a
 # resolver timeout per connection),
@@ -26,7 +26,7 @@ REPEATS="${REPEATS:-3}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-1}"
 SIZES="${SIZES:-1024 10240 102400}"
 CONCURRENCY="${CONCURRENCY:-1 8 64}"
-IDLE_CONNS="${IDLE_CONNS:-1000}"
+IDLE_CONNS="${IDLE_CONNS:-1000 10000}"
 IDLE_CONNS_PEER="${IDLE_CONNS_PEER:-90}"
 SOURCES="${SOURCES:-1}"
 PEER_DIR="${PEER_DIR:-/work/shared/peer}"
@@ -140,7 +140,7 @@ idle() { # name port pid children conns
   log "idle $1 $5: $res"
 }
 for rt in $RUNTIMES; do
-  for k in "$IDLE_CONNS_PEER" "$IDLE_CONNS"; do
+  for k in $IDLE_CONNS_PEER $IDLE_CONNS; do
     idle "ironpost-$rt" "${PORT[ironpost-$rt]}" "${PID[ironpost-$rt]}" "" "$k"
   done
 done

@@ -53,6 +53,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         source,
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
+    raise_fd_limit(config.limits.max_connections);
     let tls = crate::tls::server_config(&config)?;
     let directory =
         DirectoryHandle::new(&config.domains, &config.accounts_file, &config.aliases_file)?;
@@ -222,4 +223,39 @@ fn write_listeners(data_dir: &Path, bound: &[(&str, SocketAddr)]) -> std::io::Re
     }
     f.sync_all()?;
     std::fs::rename(&tmp, data_dir.join("listeners"))
+}
+
+/// Raises the soft limit on open files to the hard limit, as Postfix and Dovecot do: each
+/// connection holds a socket, and the usual soft limit of 1,024 would refuse connections long
+/// before `limits.max_connections`. Warns when even the hard limit is too low.
+fn raise_fd_limit(max_connections: usize) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the local struct passed by pointer.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+        r.rlim_cur
+    };
+    // Listeners, the mail store and delivery need some descriptors of their own.
+    let wanted = max_connections as u64 + 256;
+    if soft < wanted {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit is below limits.max_connections plus a margin of 256; raise it (ulimit -n, LimitNOFILE=) or connections beyond it will be refused"
+        );
+    }
 }

@@ -146,6 +146,8 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.listeners: dict[str, list[tuple[str, int]]] = {}
         self.expect_exit = False
+        # Run in the child before exec (e.g. to lower a resource limit), as Popen's preexec_fn.
+        self.preexec = None
         lines = [f"{a}|{{SHA512-CRYPT}}{sha512_crypt(p)}" for a, p in (accounts or {}).items()]
         lines += account_lines or []
         (self.data_dir / "postfix-accounts.cf").write_text("".join(ln + "\n" for ln in lines))
@@ -168,7 +170,8 @@ class Server:
             log.flush()
             self.proc = subprocess.Popen(
                 [str(binary), "serve", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+                preexec_fn=self.preexec)
         self.expect_exit = False
         deadline = time.monotonic() + timeout
         while True:

@@ -3,6 +3,7 @@
 the same data_dir cleans tmp/)."""
 
 import os
+import resource
 import signal
 import socket
 import threading
@@ -274,3 +275,36 @@ def test_sigkill_under_load_loses_nothing_acknowledged(server):
         assert_reply(c.mail_transaction("sender@remote.test", ["carol@other.test"], msg), 250)
         c.quit()
     server.assert_delivered("carol@other.test", msg, "sender@remote.test")
+
+
+def test_open_file_limit_is_raised_for_many_connections(make_server):
+    """Started with a soft limit of 256 open files, the server raises it to the hard limit
+    and holds 400 connections at once, each greeted."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        import pytest
+        pytest.skip(f"hard open-file limit {hard} leaves no room above 256")
+    if soft < 512:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    srv = make_server(config={"limits": {"max_connections": 1000, "max_connections_per_ip": 1000}},
+                      start=False)
+    srv.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    srv.start()
+    limits = open(f"/proc/{srv.proc.pid}/limits").read()
+    line = next(ln for ln in limits.splitlines() if ln.startswith("Max open files"))
+    server_soft = line.split()[3]
+    assert server_soft == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard)), line
+    socks = []
+    try:
+        for _ in range(400):
+            socks.append(socket.create_connection(("127.0.0.1", srv.smtp_port), timeout=10))
+        for s in socks:
+            greeting = b""
+            while not greeting.endswith(b"\r\n"):
+                chunk = s.recv(512)
+                assert chunk, "connection closed before the greeting"
+                greeting += chunk
+            assert greeting.startswith(b"220 "), greeting
+    finally:
+        for s in socks:
+            s.close()
