@@ -1070,6 +1070,65 @@ mod tests {
         }
 
         #[test]
+        fn two_processes_and_deliveries_share_the_file() {
+            // Two stores with registries of their own (two processes) search the same
+            // mailbox while messages arrive; each writes the file, merging the other's.
+            let td = TempDir::new();
+            let root = setup(&td, 30);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for i in 0..40 {
+                        let body = format!("Subject: late {i}\r\n\r\nx\r\n");
+                        let name = format!("1700000003.M{i}P4Q0.test,S={}", body.len());
+                        std::fs::write(root.join("tmp").join(&name), &body).unwrap();
+                        std::fs::rename(root.join("tmp").join(&name), root.join("new").join(&name))
+                            .unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::Release);
+                });
+                for keys in [
+                    "SUBJECT late",
+                    "OR SUBJECT \"message 2\" HEADER X-Long part",
+                ] {
+                    let stop = &stop;
+                    let td = &td;
+                    scope.spawn(move || {
+                        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+                        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                            let acct = store.account("example.org", "alice").unwrap();
+                            let view = acct.select("INBOX").unwrap();
+                            let c = criteria(keys);
+                            let found = search_view(&view, &c, true);
+                            assert!(!found.failed);
+                            // What reading every file finds, for the same view.
+                            let mut plain = Vec::new();
+                            for (i, msg) in view.messages().iter().enumerate() {
+                                let names = view.keyword_names(msg.keywords);
+                                let meta = MessageMeta::from_info(i as u32 + 1, msg, &names);
+                                let open = || view.open_message(msg.uid);
+                                let ctx = SearchContext {
+                                    max_seq: view.exists(),
+                                    max_uid: msg.uid.max(1000),
+                                };
+                                if matches(&c, &ctx, &meta, &open, &mut None).unwrap() {
+                                    plain.push(msg.uid);
+                                }
+                            }
+                            assert_eq!(found.found, plain, "{keys}");
+                        }
+                    });
+                }
+            });
+            // Whatever order the writes came in, the file is whole and holds every message.
+            let (found, n) = run(&td, "SUBJECT late");
+            assert_eq!(found.len(), 40);
+            assert!(n <= 40, "{n} messages read");
+            assert_eq!(run(&td, "SUBJECT late"), (found, 0));
+        }
+
+        #[test]
         fn a_message_replaced_under_its_name_is_not_answered_from_the_cache() {
             // Same base, other size (a program that rewrites messages): a miss.
             let td = TempDir::new();
