@@ -34,7 +34,7 @@
 //! rebuilt by the next searches. Another process's rewrite is noticed by the file's stamp and
 //! merged into what this one knows.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
