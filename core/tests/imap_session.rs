@@ -199,6 +199,60 @@ fn failed_select_deselects() {
 }
 
 #[test]
+fn deleting_the_selected_mailbox_deselects_and_gone_elsewhere_ends_with_bye() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    h.send(b"a SELECT Temp\r\n");
+    // This session's own DELETE: OK, then the authenticated state, no BYE.
+    h.s.feed(h.now, b"b DELETE Temp\r\nc FETCH 1 FLAGS\r\nd NOOP\r\n");
+    assert!(matches!(
+        h.s.poll_event(),
+        Some(Event::Command {
+            command: CommandBody::Delete { .. },
+            ..
+        })
+    ));
+    h.s.complete(h.now, Status::Ok, None, "DELETE completed");
+    h.s.deselect();
+    assert_eq!(h.s.state(), State::Authenticated);
+    // The pipelined commands are judged in the new state.
+    assert_eq!(h.s.poll_event(), None);
+    assert_eq!(
+        h.out(),
+        "b OK DELETE completed\r\nc BAD No mailbox selected\r\nd OK NOOP completed\r\n"
+    );
+    assert!(!h.s.is_closed());
+    h.s.deselect();
+    assert_eq!(h.s.state(), State::Authenticated, "nothing to deselect");
+    assert_eq!(h.send(b"e SELECT INBOX\r\n"), "e OK SELECT completed\r\n");
+    // Removed by someone else: BYE after the command's answer.
+    h.s.feed(h.now, b"f NOOP\r\n");
+    assert!(h.s.poll_event().is_some());
+    h.s.complete(h.now, Status::Ok, None, "NOOP completed");
+    h.s.mailbox_gone();
+    assert_eq!(
+        h.out(),
+        "f OK NOOP completed\r\n* BYE Selected mailbox no longer exists\r\n"
+    );
+    assert!(h.s.is_closed());
+}
+
+#[test]
+fn abort_closes_without_a_word_after_the_output_written() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    h.send(b"a SELECT INBOX\r\n");
+    h.s.feed(h.now, b"b FETCH 1 BODY[]\r\nc NOOP\r\n");
+    assert!(h.s.poll_event().is_some());
+    h.s.write(b"* 1 FETCH (BODY[] {10}\r\nabc");
+    h.s.abort();
+    assert!(h.s.is_closed());
+    assert_eq!(h.s.poll_event(), None, "nothing after the broken literal");
+    h.s.complete(h.now, Status::Ok, None, "FETCH completed");
+    assert_eq!(h.out(), "* 1 FETCH (BODY[] {10}\r\nabc");
+}
+
+#[test]
 fn commands_wait_for_the_one_running() {
     let (mut h, _) = H::new(true);
     h.login();

@@ -854,6 +854,47 @@ def test_mailbox_deleted_by_another_session(server):
         b.close()
 
 
+def test_deleting_or_renaming_the_selected_mailbox_deselects_it(server):
+    """RFC 3501 allows DELETE of the selected mailbox: OK, then the authenticated state (as
+    Dovecot does); the session goes on. Another session that had it selected gets BYE."""
+    m = imaps(server)
+    other = raw(server)
+    try:
+        ok(m.create("Temp"))
+        ok(m.append("Temp", None, None, make_message("in temp")))
+        ok(m.select("Temp"))
+        other.ok("SELECT Temp")
+        ok(m.delete("Temp"))
+        with pytest.raises(imaplib.IMAP4.error, match="No mailbox selected"):
+            m.fetch("1", "FLAGS")
+        ok(m.noop())
+        assert not any(b'"Temp"' in ln or ln.endswith(b" Temp") for ln in ok(m.list()))
+        lines, tagged = other.cmd("NOOP")
+        got = lines + [tagged]
+        if not any(ln.startswith(b"* BYE") for ln in got):
+            got.append(other.line())
+        assert any(ln.startswith(b"* BYE") for ln in got), got
+        # RENAME of a parent moves the selected child away: the same.
+        ok(m.create("Proj"))
+        ok(m.create("Proj.Sub"))
+        ok(m.select("Proj.Sub"))
+        ok(m.rename("Proj", "Done"))
+        with pytest.raises(imaplib.IMAP4.error, match="No mailbox selected"):
+            m.fetch("1", "FLAGS")
+        ok(m.select("Done.Sub"))
+        ok(m.fetch("1:*", "FLAGS"))
+        # RENAME INBOX leaves INBOX selected, empty.
+        ok(m.append("INBOX", None, None, make_message("in inbox")))
+        ok(m.select("INBOX"))
+        ok(m.rename("INBOX", "Old"))
+        ok(m.noop())
+        assert untagged(m, "EXPUNGE") == [b"1"]
+        assert ok(m.search(None, "ALL")) == [b""]
+    finally:
+        m.logout()
+        other.close()
+
+
 def test_uids_stable_across_restart(server):
     for i in range(3):
         deliver(server, make_message(f"restart {i}"))

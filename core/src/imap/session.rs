@@ -374,7 +374,18 @@ impl Session {
         self.after_command();
     }
 
-    /// The mailbox the session had selected is gone (deleted or renamed elsewhere).
+    /// The application closed the selected mailbox because this session's own command
+    /// removed it (DELETE or RENAME of the selected mailbox, which RFC 3501 6.3.4 allows):
+    /// back to the authenticated state, without BYE, as Dovecot does. Commands that need a
+    /// selected mailbox are refused from now on. Call it after [`Session::complete`].
+    pub fn deselect(&mut self) {
+        if matches!(self.state, State::Selected { .. }) {
+            self.state = State::Authenticated;
+        }
+    }
+
+    /// The mailbox the session had selected is gone (deleted or renamed elsewhere): the
+    /// session ends with BYE, since the client was not told and may act on stale numbers.
     pub fn mailbox_gone(&mut self) {
         if matches!(self.state, State::Selected { .. }) {
             self.state = State::Authenticated;

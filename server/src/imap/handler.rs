@@ -424,8 +424,12 @@ impl ImapHandler {
         });
     }
 
-    /// Hands a command's responses to the session and ends the command.
+    /// Hands a command's responses to the session and ends the command. The session
+    /// follows the store: a selected mailbox gone elsewhere (`reply.gone`) ends it with BYE;
+    /// one this session's command closed (DELETE or RENAME of the selected mailbox) takes it
+    /// back to the authenticated state.
     fn finish(&mut self, now: Instant, reply: Reply) {
+        let closed = self.mail.as_ref().is_some_and(|m| m.view.is_none());
         let s = self.session();
         if s.is_closed() {
             return;
@@ -441,6 +445,8 @@ impl ImapHandler {
         );
         if reply.gone {
             s.mailbox_gone();
+        } else if closed {
+            s.deselect();
         }
     }
 

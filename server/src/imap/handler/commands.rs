@@ -322,14 +322,35 @@ pub fn execute(mail: &mut Mail, cmd: &CommandBody<'_>) -> Reply {
         C::Select { mailbox } => select(mail, mailbox, false),
         C::Examine { mailbox } => select(mail, mailbox, true),
         C::Create { mailbox } => simple(mail, mailbox, "CREATE", |a, n| a.create(n)),
-        C::Delete { mailbox } => simple(mail, mailbox, "DELETE", |a, n| a.delete(n)),
+        C::Delete { mailbox } => {
+            let r = match mailbox_name(mailbox) {
+                Ok(n) => {
+                    let selected = selected_is(mail, &n, false);
+                    match mail.account.delete(&n) {
+                        Ok(()) => {
+                            close_removed(mail, selected);
+                            Reply::ok(Vec::new(), None, "DELETE completed")
+                        }
+                        Err(e) => Reply::store_error(&e),
+                    }
+                }
+                Err(r) => r,
+            };
+            with_updates(mail, r)
+        }
         C::Rename { from, to } => {
             let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
                 (Ok(f), Ok(t)) => (f, t),
                 (Err(r), _) | (_, Err(r)) => return with_updates(mail, r),
             };
+            // Renaming INBOX leaves it (empty) where it is: a session on it stays, and hears
+            // of the moved messages as EXPUNGEs. Any other mailbox, and its children, move.
+            let selected = !from.eq_ignore_ascii_case("INBOX") && selected_is(mail, &from, true);
             let r = match mail.account.rename(&from, &to) {
-                Ok(()) => Reply::ok(Vec::new(), None, "RENAME completed"),
+                Ok(()) => {
+                    close_removed(mail, selected);
+                    Reply::ok(Vec::new(), None, "RENAME completed")
+                }
                 Err(e) => Reply::store_error(&e),
             };
             with_updates(mail, r)
@@ -392,6 +413,30 @@ pub fn execute(mail: &mut Mail, cmd: &CommandBody<'_>) -> Reply {
             criteria,
         } => search(mail, *uid, charset.as_ref(), criteria),
         other => Reply::bad(format!("{} is not available here", other.name())),
+    }
+}
+
+/// Whether the selected mailbox is `name` (with `children`, or one of its children), by
+/// the store's spelling of names (`inbox` is INBOX).
+fn selected_is(mail: &Mail, name: &str, children: bool) -> bool {
+    let (Some(view), Ok(mb)) = (mail.view.as_ref(), crate::mailstore::names::parse(name)) else {
+        return false;
+    };
+    let selected = view.name();
+    selected == mb.name
+        || (children
+            && selected
+                .strip_prefix(mb.name.as_str())
+                .is_some_and(|rest| rest.starts_with(DELIMITER)))
+}
+
+/// After this session's DELETE or RENAME removed its selected mailbox (`selected`): the view
+/// is dropped, so the command answers OK without updates and the session goes back to the
+/// authenticated state (RFC 3501 6.3.4 allows deleting the selected mailbox; Dovecot does
+/// the same). A mailbox removed by another session still ends the session with BYE.
+fn close_removed(mail: &mut Mail, selected: bool) {
+    if selected {
+        mail.view = None;
     }
 }
 
@@ -1211,6 +1256,58 @@ mod tests {
             fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK),
             Batch::Done(_)
         ));
+    }
+
+    #[test]
+    fn removing_the_selected_mailbox_deselects_it() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        let mut b = login(&store);
+        let cmd = |mail: &mut Mail, line: &str| {
+            let input = format!("t {line}\r\n");
+            let (_, cmd) = parse_command(input.as_bytes(), &Limits::DEFAULT).unwrap();
+            execute(mail, &cmd.body)
+        };
+        run(&mut a, "CREATE Temp");
+        run(&mut a, "SELECT Temp");
+        // Another mailbox: nothing changes.
+        run(&mut a, "CREATE Other");
+        let r = cmd(&mut a, "DELETE Other");
+        assert_eq!((r.status, r.gone), (Status::Ok, false));
+        assert!(a.view.is_some());
+        // The selected one: OK, no updates, nothing selected, not `gone` (no BYE).
+        let r = cmd(&mut a, "DELETE Temp");
+        assert_eq!((r.status, r.gone, r.out.len()), (Status::Ok, false, 0));
+        assert!(a.view.is_none());
+        // A failed DELETE of the selected mailbox leaves it selected.
+        run(&mut a, "CREATE P");
+        run(&mut a, "CREATE P.Q");
+        run(&mut a, "SELECT P");
+        let r = cmd(&mut a, "DELETE INBOX");
+        assert_eq!(r.status, Status::No);
+        assert!(a.view.is_some());
+        // RENAME of the selected mailbox's parent moves it too.
+        run(&mut a, "SELECT P.Q");
+        let r = cmd(&mut a, "RENAME P R");
+        assert_eq!((r.status, r.gone), (Status::Ok, false));
+        assert!(a.view.is_none());
+        // RENAME INBOX leaves INBOX (empty) selected: its messages are reported expunged.
+        append(&a, 2);
+        run(&mut a, "SELECT inbox");
+        let r = cmd(&mut a, "RENAME INBOX Old");
+        assert_eq!((r.status, r.gone), (Status::Ok, false));
+        assert_eq!(
+            String::from_utf8(r.out).unwrap(),
+            "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n"
+        );
+        assert!(a.view.is_some());
+        // Removed by another session: `gone`, which ends the session with BYE.
+        run(&mut b, "SELECT Old");
+        run(&mut a, "DELETE Old");
+        let r = cmd(&mut b, "NOOP");
+        assert!(r.gone);
+        assert!(b.view.is_none());
     }
 
     #[test]
