@@ -21,8 +21,9 @@ use super::types::{
     StatusItems, StoreAction,
 };
 use lex::{
-    ascii, astring, atom, date_time, eol, failure, flag, flag_list, list_mailbox, literal_header,
-    mailbox, must, nstring, sequence_set, sp, string, tag_token, upper, why, In, PErr, PResult,
+    ascii, astring, atom, atom_bytes, date_time, eol, failure, flag, flag_list, list_mailbox,
+    literal_header, mailbox, must, nstring, sequence_set, sp, string, tag_bytes, tag_token, upper,
+    why, In, PErr, PResult,
 };
 
 pub(crate) use lex::valid_sequence_set;
@@ -307,12 +308,12 @@ fn line_at<'a>(
     let window_end = input
         .len()
         .min(pos.saturating_add(limits.max_line).saturating_add(2));
-    let Some(lf) = input[pos..window_end].iter().position(|&b| b == b'\n') else {
+    let Some(lf) = memchr::memchr(b'\n', &input[pos..window_end]) else {
         if window_end - pos < limits.max_line.saturating_add(2) {
             return Err(ParseError::Incomplete(Needed::Line));
         }
         // Too long: if the end of the line is buffered, drop the line whole.
-        return Err(match input[window_end..].iter().position(|&b| b == b'\n') {
+        return Err(match memchr::memchr(b'\n', &input[window_end..]) {
             Some(lf) => bad(input, window_end + lf + 1, Reason::LineTooLong),
             None => ParseError::TooLong {
                 tag: peek_tag(input),
@@ -345,7 +346,7 @@ fn literal_announcement(line: &[u8]) -> Option<Option<super::types::LiteralHeade
 
 /// Whether the buffer starts with `tag SP APPEND SP`, whose last literal is streamed.
 fn is_append(input: &[u8]) -> bool {
-    match tag_token(input) {
+    match tag_bytes(input) {
         Ok((rest, _)) => rest.len() >= 8 && rest[..8].eq_ignore_ascii_case(b" APPEND "),
         Err(_) => false,
     }
@@ -413,7 +414,7 @@ fn complete_command(input: &[u8], end: usize) -> Result<(usize, Command<'_>), Pa
 fn command(i: In<'_>) -> PResult<'_, Command<'_>> {
     let (i, tag) = why(Reason::BadTag, tag_token).parse(i)?;
     let (i, ()) = why(Reason::MissingCommand, sp).parse(i)?;
-    let (i, verb) = must(Reason::MissingCommand, atom).parse(i)?;
+    let (i, verb) = must(Reason::MissingCommand, atom_bytes).parse(i)?;
     let (i, body) = command_body(i, verb)?;
     Ok((
         i,
@@ -424,7 +425,7 @@ fn command(i: In<'_>) -> PResult<'_, Command<'_>> {
     ))
 }
 
-fn command_body<'a>(i: In<'a>, verb: &str) -> PResult<'a, CommandBody<'a>> {
+fn command_body<'a>(i: In<'a>, verb: &[u8]) -> PResult<'a, CommandBody<'a>> {
     use CommandBody as C;
     let mut buf = [0u8; 16];
     let Some(name) = upper(verb, &mut buf) else {
@@ -490,7 +491,7 @@ fn command_body<'a>(i: In<'a>, verb: &str) -> PResult<'a, CommandBody<'a>> {
 /// `UID SP (COPY / MOVE / FETCH / SEARCH / STORE / EXPUNGE)`.
 fn uid(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
     let (i, ()) = why(Reason::MissingCommand, sp).parse(i)?;
-    let (i, verb) = must(Reason::MissingCommand, atom).parse(i)?;
+    let (i, verb) = must(Reason::MissingCommand, atom_bytes).parse(i)?;
     let mut buf = [0u8; 16];
     match upper(verb, &mut buf) {
         Some(b"FETCH") => fetch::fetch(i, true),
@@ -639,8 +640,8 @@ fn list(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
     };
     let mut ret = ListReturn::default();
     if let Some(r) = i.strip_prefix(b" ") {
-        let (r, kw) = atom(r)?;
-        if !kw.eq_ignore_ascii_case("RETURN") {
+        let (r, kw) = atom_bytes(r)?;
+        if !kw.eq_ignore_ascii_case(b"RETURN") {
             return failure(Reason::BadListOption);
         }
         let (r, ()) = must(Reason::BadListOption, sp).parse(r)?;
@@ -651,7 +652,7 @@ fn list(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
             i = r;
         } else {
             loop {
-                let (r, opt) = must(Reason::BadListOption, atom).parse(rest)?;
+                let (r, opt) = must(Reason::BadListOption, atom_bytes).parse(rest)?;
                 let mut buf = [0u8; 16];
                 let r = match upper(opt, &mut buf) {
                     Some(b"SUBSCRIBED") => {
@@ -697,7 +698,7 @@ fn list(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
 }
 
 /// `"(" [atom *(SP atom)] ")"`.
-fn option_list(i: In<'_>) -> PResult<'_, Vec<&str>> {
+fn option_list(i: In<'_>) -> PResult<'_, Vec<&[u8]>> {
     let Some(mut rest) = i.strip_prefix(b"(") else {
         return failure(Reason::BadListOption);
     };
@@ -706,7 +707,7 @@ fn option_list(i: In<'_>) -> PResult<'_, Vec<&str>> {
         return Ok((r, opts));
     }
     loop {
-        let (r, o) = must(Reason::BadListOption, atom).parse(rest)?;
+        let (r, o) = must(Reason::BadListOption, atom_bytes).parse(rest)?;
         opts.push(o);
         match r.first() {
             Some(b' ') => rest = &r[1..],
@@ -723,7 +724,7 @@ fn status_items(i: In<'_>) -> PResult<'_, StatusItems> {
     };
     let mut items = StatusItems::default();
     loop {
-        let (r, name) = must(Reason::BadStatusItem, atom).parse(rest)?;
+        let (r, name) = must(Reason::BadStatusItem, atom_bytes).parse(rest)?;
         let mut buf = [0u8; 16];
         match upper(name, &mut buf) {
             Some(b"MESSAGES") => items.messages = true,
@@ -782,10 +783,10 @@ fn store(i: In<'_>, uid: bool) -> PResult<'_, CommandBody<'_>> {
         Some(b'-') => (&i[1..], StoreAction::Remove),
         _ => (i, StoreAction::Replace),
     };
-    let (i, item) = must(Reason::BadStoreAction, atom).parse(i)?;
-    let silent = if item.eq_ignore_ascii_case("FLAGS") {
+    let (i, item) = must(Reason::BadStoreAction, atom_bytes).parse(i)?;
+    let silent = if item.eq_ignore_ascii_case(b"FLAGS") {
         false
-    } else if item.eq_ignore_ascii_case("FLAGS.SILENT") {
+    } else if item.eq_ignore_ascii_case(b"FLAGS.SILENT") {
         true
     } else {
         return failure(Reason::BadStoreAction);

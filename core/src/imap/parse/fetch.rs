@@ -67,7 +67,7 @@ fn separator<O>(i: In<'_>, out: O) -> PResult<'_, O> {
 pub(super) fn fetch_att(i: In<'_>) -> PResult<'_, FetchAttr<'_>> {
     let (rest, name) = att_name(i)?;
     let mut buf = [0u8; 16];
-    let Some(upper) = upper(ascii(name), &mut buf) else {
+    let Some(upper) = upper(name, &mut buf) else {
         return failure(Reason::BadFetchAttribute);
     };
     let (rest, attr) = match upper {

@@ -89,9 +89,9 @@ where
 }
 
 /// `name` upper-cased into `buf`, if it fits: for matching keywords without allocating.
-pub(super) fn upper<'b>(name: &str, buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+pub(super) fn upper<'b>(name: &[u8], buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
     let b = buf.get_mut(..name.len())?;
-    b.copy_from_slice(name.as_bytes());
+    b.copy_from_slice(name);
     b.make_ascii_uppercase();
     Some(b)
 }
@@ -142,13 +142,34 @@ pub(super) fn eol(i: In<'_>) -> PResult<'_, ()> {
     }
 }
 
+/// The length of the run of octets in `class` at the start of `i`.
+fn run(i: In<'_>, class: impl Fn(u8) -> bool) -> usize {
+    i.iter().position(|&b| !class(b)).unwrap_or(i.len())
+}
+
+/// The octets of a tag, not yet made text.
+pub(super) fn tag_bytes(i: In<'_>) -> PResult<'_, &[u8]> {
+    match run(i, is_tag_char) {
+        0 => no_match(),
+        n => Ok((&i[n..], &i[..n])),
+    }
+}
+
 pub(super) fn tag_token(i: In<'_>) -> PResult<'_, &str> {
-    let (rest, t) = take_while1(is_tag_char).parse(i)?;
+    let (rest, t) = tag_bytes(i)?;
     Ok((rest, ascii(t)))
 }
 
+/// The octets of an atom: for a keyword that is only matched, never kept as text.
+pub(super) fn atom_bytes(i: In<'_>) -> PResult<'_, &[u8]> {
+    match run(i, is_atom_char) {
+        0 => no_match(),
+        n => Ok((&i[n..], &i[..n])),
+    }
+}
+
 pub(super) fn atom(i: In<'_>) -> PResult<'_, &str> {
-    let (rest, a) = take_while1(is_atom_char).parse(i)?;
+    let (rest, a) = atom_bytes(i)?;
     Ok((rest, ascii(a)))
 }
 
@@ -435,7 +456,7 @@ pub(super) fn flag(i: In<'_>) -> PResult<'_, Flag<'_>> {
     if let Some(rest) = i.strip_prefix(b"\\") {
         let (rest, name) = must(Reason::BadFlag, atom).parse(rest)?;
         let mut buf = [0u8; 16];
-        let f = match upper(name, &mut buf) {
+        let f = match upper(name.as_bytes(), &mut buf) {
             Some(b"SEEN") => Flag::Seen,
             Some(b"ANSWERED") => Flag::Answered,
             Some(b"FLAGGED") => Flag::Flagged,

@@ -6,7 +6,7 @@ use nom::Parser;
 
 use super::super::types::{CommandBody, SearchKey};
 use super::lex::{
-    astring, atom, date, failure, must, number, sequence_set, sp, upper, In, PResult,
+    astring, atom, atom_bytes, date, failure, must, number, sequence_set, sp, upper, In, PResult,
 };
 use super::Reason;
 
@@ -18,8 +18,8 @@ pub const MAX_SEARCH_DEPTH: u32 = 64;
 pub(super) fn search(i: In<'_>, uid: bool) -> PResult<'_, CommandBody<'_>> {
     let (mut rest, ()) = sp(i)?;
     let mut charset = None;
-    if let Ok((r, a)) = atom(rest) {
-        if a.eq_ignore_ascii_case("CHARSET") {
+    if let Ok((r, a)) = atom_bytes(rest) {
+        if a.eq_ignore_ascii_case(b"CHARSET") {
             let (r, ()) = must(Reason::Syntax, sp).parse(r)?;
             let (r, cs) = must(Reason::Syntax, astring).parse(r)?;
             let (r, ()) = must(Reason::Syntax, sp).parse(r)?;
@@ -71,7 +71,7 @@ pub(super) fn search_key(i: In<'_>, depth: u32) -> PResult<'_, SearchKey<'_>> {
             Ok((rest, SearchKey::SequenceSet(set)))
         }
         Some(_) => {
-            let (rest, name) = match atom(i) {
+            let (rest, name) = match atom_bytes(i) {
                 Ok(r) => r,
                 Err(_) => return failure(Reason::BadSearchKey),
             };
@@ -82,7 +82,7 @@ pub(super) fn search_key(i: In<'_>, depth: u32) -> PResult<'_, SearchKey<'_>> {
 }
 
 /// The search key named `name`, with its arguments from `i`.
-fn keyword<'a>(i: In<'a>, name: &'a str, depth: u32) -> PResult<'a, SearchKey<'a>> {
+fn keyword<'a>(i: In<'a>, name: &[u8], depth: u32) -> PResult<'a, SearchKey<'a>> {
     use SearchKey as K;
     let mut buf = [0u8; 16];
     let Some(upper) = upper(name, &mut buf) else {
