@@ -23,7 +23,10 @@
 //! `memmap2`, so a 50 MB attachment is paged in from the file as it is sent rather than
 //! copied onto the heap. Files with bare LF line endings (written by other software into the
 //! Maildir) are converted to CRLF on load, in a copy, so sizes and sections are always
-//! those of the CRLF form IMAP speaks.
+//! those of the CRLF form IMAP speaks. A NUL octet cannot be sent in an IMAP4rev1 literal
+//! (`CHAR8` is %x01-ff, RFC 3501 9), so the same copy replaces each NUL with 0x80 (as
+//! Dovecot does): a FETCH of such a message stays within the grammar, and sizes and
+//! offsets do not change.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -156,8 +159,8 @@ impl ParsedMessage {
             Storage::Heap(buf)
         };
         let raw = match &raw {
-            Storage::Heap(b) if has_bare_lf(b) => Storage::Heap(to_crlf(b)),
-            Storage::Mapped(m) if has_bare_lf(m) => Storage::Heap(to_crlf(m)),
+            Storage::Heap(b) if needs_rewrite(b) => Storage::Heap(rewrite(b)),
+            Storage::Mapped(m) if needs_rewrite(m) => Storage::Heap(rewrite(m)),
             _ => raw,
         };
         Ok(ParsedMessage {
@@ -166,10 +169,11 @@ impl ParsedMessage {
         })
     }
 
-    /// A message already in memory (tests, APPEND), converted to CRLF if needed.
+    /// A message already in memory (tests, APPEND), converted to CRLF (and NUL to 0x80) if
+    /// needed.
     pub fn from_bytes(bytes: Vec<u8>) -> ParsedMessage {
-        let bytes = if has_bare_lf(&bytes) {
-            to_crlf(&bytes)
+        let bytes = if needs_rewrite(&bytes) {
+            rewrite(&bytes)
         } else {
             bytes
         };
@@ -314,10 +318,11 @@ impl ParsedMessage {
     }
 }
 
-fn has_bare_lf(b: &[u8]) -> bool {
+/// Whether the octets need [`rewrite`]: a bare LF or a NUL.
+fn needs_rewrite(b: &[u8]) -> bool {
     let mut prev = 0u8;
     for &c in b {
-        if c == b'\n' && prev != b'\r' {
+        if (c == b'\n' && prev != b'\r') || c == 0 {
             return true;
         }
         prev = c;
@@ -325,14 +330,15 @@ fn has_bare_lf(b: &[u8]) -> bool {
     false
 }
 
-fn to_crlf(b: &[u8]) -> Vec<u8> {
+/// The message as IMAP serves it: bare LFs become CRLF, NULs become 0x80.
+fn rewrite(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() + b.len() / 32);
     let mut prev = 0u8;
     for &c in b {
         if c == b'\n' && prev != b'\r' {
             out.push(b'\r');
         }
-        out.push(c);
+        out.push(if c == 0 { 0x80 } else { c });
         prev = c;
     }
     out
@@ -1688,6 +1694,20 @@ pub(crate) mod tests {
         // CRLF files are kept as they are.
         let m = ParsedMessage::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
         assert_eq!(m.bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    /// Found by the imap_mime fuzz target: a message with NUL octets was sent in literals
+    /// (`RFC822.HEADER {3}` and NULs), which IMAP4rev1 forbids (`CHAR8` is %x01-ff).
+    #[test]
+    fn nul_octets_are_served_as_0x80() {
+        let m = ParsedMessage::from_bytes(b"Subject: a\0b\n\nx\0\r\n".to_vec());
+        assert_eq!(m.bytes(), b"Subject: a\x80b\r\n\r\nx\x80\r\n");
+        assert_eq!(m.bytes().len(), 20);
+        let text = m.section(&section("TEXT"));
+        assert_eq!(text.bytes(&m), Some(&b"x\x80\r\n"[..]));
+        let mut out = Vec::new();
+        m.envelope().write_to(&mut out);
+        assert!(!out.contains(&0), "{out:?}");
     }
 
     #[test]
