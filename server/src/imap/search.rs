@@ -356,12 +356,8 @@ impl Eval<'_, '_> {
             return Some(msg.header_text(name).iter().any(|v| contains(v, &needle)));
         }
         // Cached values are lower-cased already.
-        let values = self.headers?.field(name)?.values()?;
-        Some(
-            values
-                .iter()
-                .any(|v| needle.is_empty() || v.contains(&*needle)),
-        )
+        let mut values = self.headers?.field(name)?.values()?;
+        Some(values.any(|v| needle.is_empty() || v.contains(&*needle)))
     }
 }
 
@@ -839,7 +835,7 @@ mod tests {
                 );
                 assert_eq!(r.unwrap(), cold, "{name}: {keys} (standard)");
                 if let Some(more) = more {
-                    assert!(more.fields().len() > standard.fields().len(), "{keys}");
+                    assert!(more.fields().count() > standard.fields().count(), "{keys}");
                     let r = matches_cached(&c, &CTX, &m, &never, &mut None, Some(&more), &mut None);
                     assert_eq!(r.unwrap(), cold, "{name}: {keys} (extended)");
                 } else {
@@ -869,10 +865,8 @@ mod tests {
         let s = fresh.unwrap();
         assert!(s.field(b"subject").unwrap().values().is_none());
         assert!(s.field(b"x-big").unwrap().present());
-        assert_eq!(
-            s.field(b"from").unwrap().values().unwrap(),
-            [Box::from("a@b")]
-        );
+        let from: Vec<&str> = s.field(b"from").unwrap().values().unwrap().collect();
+        assert_eq!(from, ["a@b"]);
         // The short field is answered from the cache; the long ones need the file.
         let from = criteria("FROM A@B");
         assert!(matches_cached(&from, &CTX, &m, &never, &mut None, Some(&s), &mut None).unwrap());

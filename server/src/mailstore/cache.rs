@@ -8,7 +8,9 @@
 //! values of every field with that name, lower-cased. The IMAP side makes a summary from the
 //! parsed message with the same functions a search of the file uses, so a summary answers
 //! exactly as the file would; a name a summary lacks (or whose values were too long to keep)
-//! sends the search to the file, and a new summary with that name replaces the old.
+//! sends the search to the file, and a new summary with that name replaces the old. In
+//! memory a summary is one block of octets laid out as in the file (a few hundred octets for
+//! a typical message; each field name's values are capped at 4 KiB, 16 names at most).
 //!
 //! # Keys and validity
 //!
@@ -59,14 +61,13 @@ const MAX_FIELDS: usize = 16;
 /// Longest field name kept.
 const MAX_NAME: usize = 255;
 
-/// One field name of a [`HeaderSummary`].
+/// One field name for a new [`HeaderSummary`], with its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedField {
     /// In ASCII lower case.
-    name: Box<[u8]>,
-    /// Every field of that name, in order, decoded and lower-cased (empty: the message has
-    /// none). `None`: too long to keep, ask the file.
-    values: Option<Box<[Box<str>]>>,
+    name: Vec<u8>,
+    /// Lower-cased; `None`: too long to keep.
+    values: Option<Vec<String>>,
 }
 
 impl CachedField {
@@ -74,6 +75,7 @@ impl CachedField {
     pub const MAX_NAME: usize = MAX_NAME;
     /// Decoded values longer than this (together) are not kept.
     pub const MAX_TEXT: usize = MAX_FIELD_TEXT;
+
     /// A field from its decoded values (as SEARCH decodes them). The values are lower-cased
     /// here; if together they are longer than [`MAX_FIELD_TEXT`], only their existence is
     /// kept. `None` if the name is longer than [`MAX_NAME`].
@@ -81,84 +83,158 @@ impl CachedField {
         if name.len() > MAX_NAME {
             return None;
         }
-        let lower: Vec<Box<str>> = decoded
-            .iter()
-            .map(|v| v.to_lowercase().into_boxed_str())
-            .collect();
-        let total: usize = lower.iter().map(|v| v.len()).sum();
+        let lower: Vec<String> = decoded.iter().map(|v| v.to_lowercase()).collect();
+        let total: usize = lower.iter().map(String::len).sum();
         Some(CachedField {
-            name: name.to_ascii_lowercase().into(),
+            name: name.to_ascii_lowercase(),
             values: (total <= MAX_FIELD_TEXT && lower.len() <= usize::from(u16::MAX))
-                .then(|| lower.into()),
+                .then_some(lower),
         })
     }
+}
 
-    pub fn name(&self) -> &[u8] {
-        &self.name
+/// One field name of a [`HeaderSummary`].
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'a> {
+    name: &'a [u8],
+    /// The encoded values (`None`: too long to keep), and how many.
+    values: Option<(&'a [u8], u16)>,
+}
+
+impl<'a> Field<'a> {
+    /// In ASCII lower case.
+    pub fn name(&self) -> &'a [u8] {
+        self.name
     }
 
-    /// The lower-cased values, or `None` if they were too long to keep.
-    pub fn values(&self) -> Option<&[Box<str>]> {
-        self.values.as_deref()
+    /// Every field of that name, in order, decoded and lower-cased (none: the message has no
+    /// such field). `None` if they were too long to keep: ask the file.
+    pub fn values(&self) -> Option<impl Iterator<Item = &'a str> + 'a> {
+        let (mut data, count) = self.values?;
+        Some((0..count).map_while(move |_| {
+            let mut r = Reader(data);
+            let len = r.u32()? as usize;
+            let v = r.str(len)?;
+            data = r.0;
+            Some(v)
+        }))
     }
 
     /// Whether the message has a field of this name (known even when the values were not
     /// kept: they were long, so there was one).
     pub fn present(&self) -> bool {
-        self.values.as_ref().is_none_or(|v| !v.is_empty())
+        self.values.is_none_or(|(_, n)| n > 0)
     }
 }
 
-/// What SEARCH needs from one message's header (see the module documentation).
+/// What SEARCH needs from one message's header (see the module documentation), in one
+/// block of memory: the fields as the file has them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderSummary {
     /// The date of the `Date:` field as written (SENTBEFORE, SENTON, SENTSINCE); `None` if
     /// there is none or it does not parse.
     pub sent_date: Option<Date>,
-    fields: Vec<CachedField>,
+    nfields: u8,
+    /// `field*` of the file format (checked when made or read).
+    data: Box<[u8]>,
 }
 
 impl HeaderSummary {
     /// At most this many field names per message.
     pub const MAX_FIELDS: usize = MAX_FIELDS;
+
     /// A summary of these fields (names after the first [`MAX_FIELDS`], and repeated ones,
     /// are left out).
     pub fn new(sent_date: Option<Date>, fields: Vec<CachedField>) -> HeaderSummary {
-        let mut kept: Vec<CachedField> = Vec::with_capacity(fields.len().min(MAX_FIELDS));
-        for f in fields {
-            if kept.len() < MAX_FIELDS && !kept.iter().any(|k| k.name == f.name) {
-                kept.push(f);
+        let mut names: Vec<&[u8]> = Vec::with_capacity(fields.len().min(MAX_FIELDS));
+        let mut data = Vec::new();
+        for f in &fields {
+            if names.len() == MAX_FIELDS || names.contains(&f.name.as_slice()) {
+                continue;
+            }
+            names.push(&f.name);
+            data.push(f.name.len() as u8);
+            data.extend_from_slice(&f.name);
+            match &f.values {
+                None => data.push(0),
+                Some(values) => {
+                    data.push(1);
+                    data.extend_from_slice(&(values.len() as u16).to_le_bytes());
+                    for v in values {
+                        data.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        data.extend_from_slice(v.as_bytes());
+                    }
+                }
             }
         }
         HeaderSummary {
             sent_date,
-            fields: kept,
+            nfields: names.len() as u8,
+            data: data.into(),
         }
     }
 
     /// The field called `name` (ASCII case-insensitive), if this summary has that name.
-    pub fn field(&self, name: &[u8]) -> Option<&CachedField> {
-        self.fields
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
+    pub fn field(&self, name: &[u8]) -> Option<Field<'_>> {
+        self.fields().find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
-    pub fn fields(&self) -> &[CachedField] {
-        &self.fields
+    /// Its field names, in order.
+    pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
+        let mut r = Reader(&self.data);
+        (0..self.nfields).map_while(move |_| read_field(&mut r))
     }
 
     fn approx_size(&self) -> usize {
-        self.fields
-            .iter()
-            .map(|f| {
-                16 + f.name.len()
-                    + f.values
-                        .as_ref()
-                        .map_or(0, |v| v.iter().map(|s| s.len() + 16).sum())
-            })
-            .sum::<usize>()
-            + 48
+        self.data.len() + 48
     }
+}
+
+/// One `field` of the file format; `None` if it is cut short.
+fn read_field<'a>(r: &mut Reader<'a>) -> Option<Field<'a>> {
+    let n = r.u8()?.into();
+    let name = r.take(n)?;
+    let values = match r.u8()? {
+        0 => None,
+        1 => {
+            let count = r.u16()?;
+            let start = r.0;
+            for _ in 0..count {
+                let len = r.u32()? as usize;
+                r.take(len)?;
+            }
+            Some((&start[..start.len() - r.0.len()], count))
+        }
+        _ => return None,
+    };
+    Some(Field { name, values })
+}
+
+/// Checks `nfields` fields at the start of `r` (as read from a file), returning their
+/// octets.
+fn check_fields<'a>(r: &mut Reader<'a>, nfields: usize) -> Option<&'a [u8]> {
+    let start = r.0;
+    let mut names: Vec<&[u8]> = Vec::with_capacity(nfields);
+    for _ in 0..nfields {
+        let f = read_field(r)?;
+        if f.name.iter().any(u8::is_ascii_uppercase) || names.contains(&f.name) {
+            return None;
+        }
+        names.push(f.name);
+        if let Some((data, count)) = f.values {
+            let mut total = 0;
+            let mut v = Reader(data);
+            for _ in 0..count {
+                let len = v.u32()? as usize;
+                total += len;
+                v.str(len)?;
+            }
+            if total > MAX_FIELD_TEXT {
+                return None;
+            }
+        }
+    }
+    Some(&start[..start.len() - r.0.len()])
 }
 
 #[derive(Debug)]
@@ -354,22 +430,8 @@ fn encode(entries: &HashMap<Box<str>, CacheEntry>) -> Vec<u8> {
         out.extend_from_slice(&y.to_le_bytes());
         out.push(m);
         out.push(d);
-        out.push(e.summary.fields.len() as u8);
-        for f in &e.summary.fields {
-            out.push(f.name.len() as u8);
-            out.extend_from_slice(&f.name);
-            match &f.values {
-                None => out.push(0),
-                Some(values) => {
-                    out.push(1);
-                    out.extend_from_slice(&(values.len() as u16).to_le_bytes());
-                    for v in values.iter() {
-                        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                        out.extend_from_slice(v.as_bytes());
-                    }
-                }
-            }
-        }
+        out.push(e.summary.nfields);
+        out.extend_from_slice(&e.summary.data);
     }
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
     let sum = fnv1a(&out);
@@ -435,44 +497,20 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Box<str>, CacheEntry)>> {
         } else {
             Some(Date::new(y, m, d)?)
         };
-        let nfields = r.u8()?.into();
-        if nfields > MAX_FIELDS {
+        let nfields = r.u8()?;
+        if usize::from(nfields) > MAX_FIELDS {
             return None;
         }
-        let mut fields = Vec::with_capacity(nfields);
-        for _ in 0..nfields {
-            let n = r.u8()?.into();
-            let name: Box<[u8]> = r.take(n)?.into();
-            if name.iter().any(u8::is_ascii_uppercase)
-                || fields.iter().any(|f: &CachedField| f.name == name)
-            {
-                return None;
-            }
-            let values = match r.u8()? {
-                0 => None,
-                1 => {
-                    let nvalues = r.u16()?;
-                    let mut values = Vec::with_capacity(usize::from(nvalues).min(64));
-                    let mut total = 0;
-                    for _ in 0..nvalues {
-                        let len = r.u32()? as usize;
-                        total += len;
-                        if total > MAX_FIELD_TEXT {
-                            return None;
-                        }
-                        values.push(Box::from(r.str(len)?));
-                    }
-                    Some(values.into())
-                }
-                _ => return None,
-            };
-            fields.push(CachedField { name, values });
-        }
+        let data = check_fields(&mut r, nfields.into())?;
         out.push((
             base.into(),
             CacheEntry {
                 size,
-                summary: Arc::new(HeaderSummary { sent_date, fields }),
+                summary: Arc::new(HeaderSummary {
+                    sent_date,
+                    nfields,
+                    data: data.into(),
+                }),
             },
         ));
     }
@@ -511,22 +549,36 @@ mod tests {
         m
     }
 
+    fn values<'a>(s: &'a HeaderSummary, name: &[u8]) -> Option<Vec<&'a str>> {
+        Some(s.field(name)?.values()?.collect())
+    }
+
     #[test]
     fn fields_are_lowered_and_capped() {
-        let f = CachedField::new(b"X-Test", vec!["ÄBC".into(), "d".into()]).unwrap();
-        assert_eq!(f.name(), b"x-test");
-        assert_eq!(f.values().unwrap(), [Box::from("äbc"), Box::from("d")]);
-        let long = CachedField::new(b"To", vec!["a".repeat(MAX_FIELD_TEXT + 1)]).unwrap();
-        assert!(long.values().is_none() && long.present());
-        assert!(!CachedField::new(b"Cc", vec![]).unwrap().present());
+        let s = HeaderSummary::new(
+            None,
+            vec![
+                CachedField::new(b"X-Test", vec!["ÄBC".into(), "d".into()]).unwrap(),
+                CachedField::new(b"To", vec!["a".repeat(MAX_FIELD_TEXT + 1)]).unwrap(),
+                CachedField::new(b"Cc", vec![]).unwrap(),
+                CachedField::new(b"x-TEST", vec!["again".into()]).unwrap(),
+            ],
+        );
+        let names: Vec<&[u8]> = s.fields().map(|f| f.name()).collect();
+        assert_eq!(names, [&b"x-test"[..], b"to", b"cc"]);
+        assert_eq!(values(&s, b"X-TEST").unwrap(), ["äbc", "d"]);
+        let to = s.field(b"to").unwrap();
+        assert!(to.values().is_none() && to.present());
+        let cc = s.field(b"CC").unwrap();
+        assert!(!cc.present() && values(&s, b"cc").unwrap().is_empty());
+        assert!(s.field(b"bcc").is_none());
         assert!(CachedField::new(&[b'x'; MAX_NAME + 1], vec![]).is_none());
         let many: Vec<_> = (0..MAX_FIELDS + 3)
             .map(|i| CachedField::new(format!("f{i}").as_bytes(), vec![]).unwrap())
-            .chain([CachedField::new(b"F0", vec!["dup".into()]).unwrap()])
             .collect();
         let s = HeaderSummary::new(None, many);
-        assert_eq!(s.fields().len(), MAX_FIELDS);
-        assert!(s.field(b"F0").unwrap().values().unwrap().is_empty());
+        assert_eq!(s.fields().count(), MAX_FIELDS);
+        assert!(s.field(format!("f{}", MAX_FIELDS).as_bytes()).is_none());
     }
 
     #[test]
