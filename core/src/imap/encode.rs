@@ -22,11 +22,19 @@ pub const MAX_QUOTED: usize = 1024;
 // Strings
 
 /// Whether `s` can be sent as a quoted string: TEXT-CHARs (7-bit, no NUL, CR or LF), not
-/// too long. `"` and `\` are escaped.
-fn quotable(s: &[u8]) -> bool {
-    s.len() <= MAX_QUOTED
-        && s.iter()
-            .all(|&b| matches!(b, 0x01..=0x7f) && b != b'\r' && b != b'\n')
+/// too long. `None` if not, else whether it has a `"` or `\` to escape.
+fn quoted_escapes(s: &[u8]) -> Option<bool> {
+    if s.len() > MAX_QUOTED {
+        return None;
+    }
+    // One pass without early exit, over octets rather than booleans, so that the compiler
+    // vectorises it.
+    let (mut bad, mut esc) = (0u8, 0u8);
+    for &b in s {
+        bad |= u8::from(b == 0 || b >= 0x80) | u8::from(b == b'\r') | u8::from(b == b'\n');
+        esc |= u8::from(b == b'"') | u8::from(b == b'\\');
+    }
+    (bad == 0).then_some(esc != 0)
 }
 
 fn is_astring_char(b: u8) -> bool {
@@ -40,21 +48,26 @@ pub fn write_literal_header(out: &mut Vec<u8>, len: u64) {
     out.extend_from_slice(b"}\r\n");
 }
 
-fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
+fn write_quoted(out: &mut Vec<u8>, s: &[u8], escapes: bool) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
+    if escapes {
+        for &b in s {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
         }
-        out.push(b);
+    } else {
+        out.extend_from_slice(s);
     }
     out.push(b'"');
 }
 
 /// Writes a `string`: quoted or a literal.
 pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
-    if quotable(s) {
-        write_quoted(out, s);
+    if let Some(escapes) = quoted_escapes(s) {
+        write_quoted(out, s, escapes);
     } else {
         write_literal_header(out, s.len() as u64);
         out.extend_from_slice(s);
@@ -1289,6 +1302,21 @@ mod tests {
         assert_eq!(str_(b"a\0b"), "{3}\r\na\0b");
         assert_eq!(str_("caf\u{e9}".as_bytes()), "{5}\r\ncaf\u{e9}");
         assert_eq!(str_(b"tab\there"), "\"tab\there\"");
+        assert_eq!(str_(b"a\rb"), "{3}\r\na\rb");
+        assert_eq!(str_(b"\x01\x7f"), "\"\x01\x7f\"");
+        let mut o = Vec::new();
+        write_string(&mut o, b"\x80");
+        assert_eq!(o, b"{1}\r\n\x80");
+        // Octets to escape or to refuse far into a string, past any vector width.
+        let pad = "y".repeat(70);
+        assert_eq!(
+            str_(format!("{pad}\"{pad}\\").as_bytes()),
+            format!("\"{pad}\\\"{pad}\\\\\"")
+        );
+        assert_eq!(
+            str_(format!("{pad}{pad}\n").as_bytes()),
+            format!("{{141}}\r\n{pad}{pad}\n")
+        );
         let long = "x".repeat(MAX_QUOTED + 1);
         assert_eq!(
             str_(long.as_bytes()),
