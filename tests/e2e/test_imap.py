@@ -339,6 +339,10 @@ def test_list_lsub_and_special_use(server):
         ok(m.unsubscribe("Junk"))
         lsub = sorted(d.decode().rsplit(" ", 1)[1] for d in ok(m.lsub('""', "*")))
         assert lsub == ["Drafts", "Projects.2025", "Sent", "Trash"], lsub
+        # RFC 3501 6.3.9: `%` gives the unsubscribed parent of a subscribed name, \Noselect.
+        top = ok(m.lsub('""', "%"))
+        assert b'(\\Noselect) "." Projects' in top, top
+        assert not any(b"Projects.2025" in ln for ln in top), top
         assert (server.maildir(ALICE) / ".Entw&APw-rfe" / "cur").is_dir()
     finally:
         m.logout()

@@ -645,6 +645,31 @@ fn lsub(mail: &mut Mail, reference: &IString<'_>, pattern: &IString<'_>) -> Repl
         })
         .write_to(&mut out);
     }
+    // RFC 3501 6.3.9: with `%`, a subscribed `foo.bar` whose parent `foo` is not subscribed
+    // makes `%` return `foo`, flagged \Noselect, so a client can walk down to it.
+    if full.contains('%') {
+        let mut parents: Vec<&str> = Vec::new();
+        for info in &subs {
+            let mut name = info.name.as_str();
+            while let Some(at) = name.rfind(DELIMITER) {
+                name = &name[..at];
+                if pattern_matches(&full, name)
+                    && !parents.contains(&name)
+                    && !subs.iter().any(|s| s.name == name)
+                {
+                    parents.push(name);
+                }
+            }
+        }
+        for name in parents {
+            Data::Lsub(ListItem {
+                attributes: &[MailboxAttr::NoSelect],
+                delimiter: Some(DELIMITER),
+                name,
+            })
+            .write_to(&mut out);
+        }
+    }
     Reply::ok(out, None, "LSUB completed")
 }
 
@@ -1256,6 +1281,35 @@ mod tests {
             fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK),
             Batch::Done(_)
         ));
+    }
+
+    #[test]
+    fn lsub_percent_returns_unsubscribed_parents_as_noselect() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        for line in [
+            "CREATE Work.Projects.Alpha",
+            "SUBSCRIBE Work.Projects.Alpha",
+            "CREATE Lists",
+            "SUBSCRIBE Lists",
+            "SUBSCRIBE Lists.Rust",
+        ] {
+            assert_eq!(run(&mut a, line).1, "Ok", "{line}");
+        }
+        let (out, status) = run(&mut a, "LSUB \"\" %");
+        assert_eq!(status, "Ok");
+        assert!(out.contains("* LSUB (\\Noselect) \".\" Work\r\n"), "{out}");
+        assert!(out.contains(" Lists\r\n"), "{out}");
+        // A subscribed parent is listed once, as itself; deeper names are not.
+        assert_eq!(out.matches(" Lists\r\n").count(), 1, "{out}");
+        assert!(!out.contains("Alpha") && !out.contains("Lists.Rust"), "{out}");
+        let (out, _) = run(&mut a, "LSUB Work. %");
+        assert_eq!(out, "* LSUB (\\Noselect) \".\" Work.Projects\r\n");
+        // `*` matches the subscribed names themselves, and nothing is invented.
+        let (out, _) = run(&mut a, "LSUB \"\" *");
+        assert!(!out.contains("\\Noselect) \".\" Work\r\n"), "{out}");
+        assert!(out.contains(" Work.Projects.Alpha\r\n"), "{out}");
     }
 
     #[test]
