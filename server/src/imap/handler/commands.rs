@@ -20,13 +20,13 @@ use ironpost_core::imap::{
 };
 
 use crate::imap::fetch::{
-    needs_message, will_set_seen, write_fetch_streaming, BodyStream, FetchError, FetchOptions,
-    MessageMeta,
+    BodyStream, FetchError, FetchOptions, MessageMeta, needs_message, will_set_seen,
+    write_fetch_streaming,
 };
-use crate::imap::search::{charset_supported, search_view, SearchOutcome};
+use crate::imap::search::{SearchOutcome, charset_supported, search_view};
 use crate::mailstore::{
-    pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
-    SpecialUse, StoreOp, SystemFlags, DELIMITER,
+    Account, Changes, DELIMITER, MailboxInfo, MailboxView, MailstoreError, MessageInfo, SpecialUse,
+    StoreOp, SystemFlags, pattern_matches,
 };
 
 /// What a session holds of the store: its account (fixed at login) and the selected
@@ -1147,7 +1147,7 @@ mod tests {
     use crate::imap::fetch::STREAM_CHUNK;
     use crate::maildir::test_support::TempDir;
     use crate::mailstore::MailStore;
-    use ironpost_core::imap::{parse_command, Limits};
+    use ironpost_core::imap::{Limits, parse_command};
 
     fn login(store: &MailStore) -> Mail {
         Mail {
@@ -1269,10 +1269,11 @@ mod tests {
             10
         );
         let view = mail.view.as_ref().unwrap();
-        assert!(view
-            .messages()
-            .iter()
-            .all(|m| m.flags.contains(SystemFlags::SEEN)));
+        assert!(
+            view.messages()
+                .iter()
+                .all(|m| m.flags.contains(SystemFlags::SEEN))
+        );
         // From the index alone: one batch however many.
         let items = FetchItems::Attrs(vec![FetchAttr::Uid, FetchAttr::Flags]);
         let mut st = fetch_start(&mail, true, &set, items).unwrap();
@@ -1303,7 +1304,10 @@ mod tests {
         assert!(out.contains(" Lists\r\n"), "{out}");
         // A subscribed parent is listed once, as itself; deeper names are not.
         assert_eq!(out.matches(" Lists\r\n").count(), 1, "{out}");
-        assert!(!out.contains("Alpha") && !out.contains("Lists.Rust"), "{out}");
+        assert!(
+            !out.contains("Alpha") && !out.contains("Lists.Rust"),
+            "{out}"
+        );
         let (out, _) = run(&mut a, "LSUB Work. %");
         assert_eq!(out, "* LSUB (\\Noselect) \".\" Work.Projects\r\n");
         // `*` matches the subscribed names themselves, and nothing is invented.
