@@ -20,13 +20,13 @@ use ironpost_core::imap::{
 };
 
 use crate::imap::fetch::{
-    BodyStream, FetchError, FetchOptions, MessageMeta, needs_message, will_set_seen,
-    write_fetch_streaming,
+    needs_message, will_set_seen, write_fetch_streaming, BodyStream, FetchError, FetchOptions,
+    MessageMeta,
 };
-use crate::imap::search::{SearchOutcome, charset_supported, search_view};
+use crate::imap::search::{charset_supported, search_view, SearchOutcome};
 use crate::mailstore::{
-    Account, Changes, DELIMITER, MailboxInfo, MailboxView, MailstoreError, MessageInfo, SpecialUse,
-    StoreOp, SystemFlags, pattern_matches,
+    pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
+    SpecialUse, StoreOp, SystemFlags, DELIMITER,
 };
 
 /// What a session holds of the store: its account (fixed at login) and the selected
@@ -1147,7 +1147,7 @@ mod tests {
     use crate::imap::fetch::STREAM_CHUNK;
     use crate::maildir::test_support::TempDir;
     use crate::mailstore::MailStore;
-    use ironpost_core::imap::{Limits, parse_command};
+    use ironpost_core::imap::{parse_command, Limits};
 
     fn login(store: &MailStore) -> Mail {
         Mail {
@@ -1269,11 +1269,10 @@ mod tests {
             10
         );
         let view = mail.view.as_ref().unwrap();
-        assert!(
-            view.messages()
-                .iter()
-                .all(|m| m.flags.contains(SystemFlags::SEEN))
-        );
+        assert!(view
+            .messages()
+            .iter()
+            .all(|m| m.flags.contains(SystemFlags::SEEN)));
         // From the index alone: one batch however many.
         let items = FetchItems::Attrs(vec![FetchAttr::Uid, FetchAttr::Flags]);
         let mut st = fetch_start(&mail, true, &set, items).unwrap();
