@@ -48,7 +48,10 @@ pub trait ConnectionHandler: Send {
     /// the runtime stops reading the socket (back-pressure) until it turns true again.
     fn wants_read(&self) -> bool;
 
-    /// The peer closed its side, or the socket failed.
+    /// The peer closed its side, or the socket failed: no more input comes and output is
+    /// discarded. Also called (unless it was already) when the peer stopped reading for the
+    /// runtime's write timeout; the handler is then dropped without further calls, so this
+    /// is where it lets go of what it holds for the peer.
     fn peer_closed(&mut self, now: Instant);
 
     /// The server is shutting down: finish what is in flight, then close.
@@ -63,8 +66,9 @@ pub trait HandlerFactory: Send + Sync {
     fn new_handler(&self, now: Instant, info: ConnInfo) -> Box<dyn ConnectionHandler>;
 }
 
-/// How many threads a runtime runs and how long its graceful shutdown may take: plain
-/// numbers, one definition for every runtime, so the server configures them alike.
+/// How many threads a runtime runs, how long its graceful shutdown may take and how long a
+/// stalled write may last: plain numbers, one definition for every runtime, so the server
+/// configures them alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
     /// Threads that drive connections (mio: event loops; smol: executor threads). 0 means
@@ -74,6 +78,14 @@ pub struct RuntimeOptions {
     pub workers: usize,
     /// After shutdown begins, how long connections may take to close before they are dropped.
     pub shutdown_grace: Duration,
+    /// How long a connection's output may wait for the socket without a single byte of it
+    /// written before the runtime gives up on the peer: it calls the handler's `peer_closed`
+    /// (unless it already has), drops the handler and closes the socket. Any byte written
+    /// restarts the clock, so a slow reader that keeps reading is never cut off; this bounds
+    /// only a peer that stops reading while output is pending (the handler's own deadlines
+    /// do not cover that, e.g. an IMAP command in progress, or a session that has said BYE
+    /// and waits for its last reply to drain). `Duration::MAX` never gives up.
+    pub write_timeout: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -82,6 +94,7 @@ impl Default for RuntimeOptions {
             event_loops: 0,
             workers: 32,
             shutdown_grace: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(300),
         }
     }
 }

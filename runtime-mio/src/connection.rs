@@ -1,8 +1,9 @@
 //! One accepted socket and the handler that drives it: reading under the handler's
-//! back-pressure, buffered writing, jobs, timers and an orderly close.
+//! back-pressure, buffered writing, jobs, timers, an orderly close, and giving up on a peer
+//! that stops reading.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub(crate) struct Cx<'a> {
     pub timers: &'a mut Timers,
     pub pool: &'a PoolHandle,
     pub completions: &'a Arc<Completions>,
+    /// How long pending output may go without a byte written before the peer is dropped.
+    pub write_timeout: Duration,
 }
 
 pub(crate) struct Connection {
@@ -52,9 +55,13 @@ pub(crate) struct Connection {
     token: Token,
     index: usize,
     generation: u64,
+    peer: SocketAddr,
     /// Bytes from `transmit`; `out[out_pos..]` is not yet written.
     out: Vec<u8>,
     out_pos: usize,
+    /// While output is pending: when it was last found pending with nothing written since,
+    /// i.e. the start of the current write stall (the last progress, or the first attempt).
+    write_since: Option<Instant>,
     job_in_flight: bool,
     /// The socket may hold unread input (a readable edge was seen and no read has since
     /// returned `WouldBlock`). Kept across back-pressure, since no new edge will come.
@@ -78,6 +85,7 @@ impl Connection {
         token: Token,
         index: usize,
         generation: u64,
+        peer: SocketAddr,
     ) -> Connection {
         Connection {
             stream,
@@ -85,8 +93,10 @@ impl Connection {
             token,
             index,
             generation,
+            peer,
             out: Vec::new(),
             out_pos: 0,
+            write_since: None,
             job_in_flight: false,
             // An edge may have come before registration; one read finds out.
             maybe_readable: true,
@@ -166,6 +176,9 @@ impl Connection {
         for _ in 0..BUDGET {
             let blocked = self.drive(cx);
             let mut progress = self.flush(cx.now);
+            if self.write_stalled(cx) {
+                return self.write_timed_out(cx.now);
+            }
             if blocked && self.pending() < HIGH_WATER {
                 // Room again: `transmit` has more to give.
                 progress = true;
@@ -204,16 +217,55 @@ impl Connection {
             }
         }
         if let Some(at) = self.handler.poll_timeout() {
-            if self.armed.is_none_or(|armed| at < armed) {
-                self.armed = Some(at);
-                cx.timers.push(Deadline {
-                    at,
-                    index: self.index,
-                    generation: self.generation,
-                });
-            }
+            self.arm(at, cx.timers);
         }
         blocked
+    }
+
+    /// Makes sure the loop's timers call back by `at`. Only an earlier deadline is pushed: a
+    /// later one is armed when the earlier fires, which costs a deadline that moves later
+    /// (each write, each input) nothing.
+    fn arm(&mut self, at: Instant, timers: &mut Timers) {
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.armed = Some(at);
+            timers.push(Deadline {
+                at,
+                index: self.index,
+                generation: self.generation,
+            });
+        }
+    }
+
+    /// After a flush: true if pending output has had no byte written for the write timeout;
+    /// otherwise arms the timer for when that would be.
+    fn write_stalled(&mut self, cx: &mut Cx<'_>) -> bool {
+        let Some(since) = self.write_since else {
+            return false;
+        };
+        let Some(deadline) = since.checked_add(cx.write_timeout) else {
+            return false;
+        };
+        if cx.now >= deadline {
+            return true;
+        }
+        self.arm(deadline, cx.timers);
+        false
+    }
+
+    /// The peer has not taken a byte of pending output for the write timeout: it is told to
+    /// the handler as a dead peer, and the connection is dropped with whatever it holds (a
+    /// job in flight finishes on the pool; its output is discarded).
+    fn write_timed_out(&mut self, now: Instant) -> Outcome {
+        tracing::info!(
+            peer = %self.peer,
+            pending = self.pending(),
+            "peer stopped reading: write timed out, closing the connection"
+        );
+        if !self.read_closed {
+            self.read_closed = true;
+            self.handler.peer_closed(now);
+        }
+        Outcome::Close
     }
 
     /// Takes output from the handler until it has none or the high-water mark is reached.
@@ -242,11 +294,18 @@ impl Connection {
 
     /// Writes pending output until done or the socket would block. Returns true if a
     /// failure was reported to the handler.
+    ///
+    /// Keeps the write-stall clock: it starts when output is first found pending, and starts
+    /// over whenever a byte is written.
     fn flush(&mut self, now: Instant) -> bool {
+        let mut wrote = false;
         while self.out_pos < self.out.len() && !self.write_failed {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return self.fail(now, io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    wrote = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(now, e),
@@ -255,6 +314,9 @@ impl Connection {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
+            self.write_since = None;
+        } else if wrote || self.write_since.is_none() {
+            self.write_since = Some(now);
         }
         false
     }
@@ -295,6 +357,7 @@ impl Connection {
         self.maybe_readable = false;
         self.out.clear();
         self.out_pos = 0;
+        self.write_since = None;
         if self.read_closed {
             return false;
         }

@@ -32,6 +32,7 @@ pub(crate) struct EventLoop {
     pub pool: PoolHandle,
     pub shared: Arc<Shared>,
     pub grace: Duration,
+    pub write_timeout: Duration,
 }
 
 /// The loop's mutable state besides the poll, split out so a connection can borrow it.
@@ -149,6 +150,7 @@ impl EventLoop {
             timers: &mut st.timers,
             pool: &self.pool,
             completions: &self.completions,
+            write_timeout: self.write_timeout,
         };
         // A panicking handler costs its own connection, not the loop's others.
         let outcome =
@@ -218,7 +220,7 @@ impl EventLoop {
         let handler = factory.new_handler(now, ConnInfo { peer, local });
         let (index, generation) = st.conns.vacant();
         let token = Token(st.first_conn + index);
-        let mut conn = Connection::new(stream, handler, token, index, generation);
+        let mut conn = Connection::new(stream, handler, token, index, generation, peer);
         if let Err(e) = conn.register(self.poll.registry()) {
             tracing::warn!(error = %e, "cannot register connection");
             return;

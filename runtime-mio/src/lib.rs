@@ -133,6 +133,7 @@ impl Runtime {
                 pool: pool_handle.clone(),
                 shared: shared.clone(),
                 grace: opts.shutdown_grace,
+                write_timeout: opts.write_timeout,
             };
             let loop_shared = shared.clone();
             let spawned = thread::Builder::new()
@@ -220,5 +221,6 @@ mod tests {
         assert_eq!(opts.event_loops, 0, "0 means one loop per core");
         assert_eq!(opts.workers, 32);
         assert_eq!(opts.shutdown_grace, std::time::Duration::from_secs(30));
+        assert_eq!(opts.write_timeout, std::time::Duration::from_secs(300));
     }
 }

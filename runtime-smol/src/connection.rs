@@ -1,12 +1,13 @@
 //! The task of one accepted socket and the handler that drives it: reading under the
-//! handler's back-pressure, buffered writing, jobs on the blocking pool, the timer, shutdown
-//! and an orderly close.
+//! handler's back-pressure, buffered writing, jobs on the blocking pool, the timer, shutdown,
+//! an orderly close, and giving up on a peer that stops reading.
 //!
 //! The task alternates between two phases. First it does all the work possible without
 //! waiting: takes output from the handler, starts its job, arms its timer, writes and reads
 //! with non-blocking calls, and calls the handler again until nothing changes. Then it waits
 //! for whichever comes first of the things that can change that: the socket turning
-//! writable or readable, the job finishing, the timer, or shutdown.
+//! writable or readable, the job finishing, the timer, the write-stall deadline, or
+//! shutdown.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -72,7 +73,7 @@ pub(crate) async fn serve(
     tracing::debug!(%peer, "connection accepted");
     let work = async {
         let handler = factory.new_handler(Instant::now(), ConnInfo { peer, local });
-        let mut conn = Connection::new(stream, handler, shared.clone());
+        let mut conn = Connection::new(stream, handler, shared.clone(), peer);
         if conn.run().await == End::Linger {
             // The handler is done: release it (and whatever it holds) before lingering.
             linger(conn.into_stream()).await;
@@ -106,6 +107,7 @@ enum Wake {
     Writable(io::Result<()>),
     Job(Option<JobOutput>),
     Timer,
+    WriteTimer,
     Shutdown,
     Readable(io::Result<()>),
 }
@@ -114,9 +116,20 @@ struct Connection {
     stream: Async<TcpStream>,
     handler: Box<dyn ConnectionHandler>,
     shared: Arc<Shared>,
+    peer: SocketAddr,
     /// Bytes from `transmit`; `out[out_pos..]` is not yet written.
     out: Vec<u8>,
     out_pos: usize,
+    /// How long pending output may go without a byte written before the peer is dropped.
+    write_timeout: Duration,
+    /// While output is pending: when it was last found pending with nothing written since,
+    /// i.e. the start of the current write stall (the last progress, or the first attempt).
+    write_since: Option<Instant>,
+    /// Fires at the write-stall deadline, `write_armed`. Set only when no earlier deadline
+    /// is armed: when progress moves the deadline later, the firing finds it not yet due
+    /// and arms the new one, so a steady writer resets no timer per write.
+    write_timer: Timer,
+    write_armed: Option<Instant>,
     /// The handler's job in flight; at most one.
     job: Option<JobFuture>,
     timer: Timer,
@@ -139,13 +152,20 @@ impl Connection {
         stream: Async<TcpStream>,
         handler: Box<dyn ConnectionHandler>,
         shared: Arc<Shared>,
+        peer: SocketAddr,
     ) -> Connection {
+        let write_timeout = shared.write_timeout;
         Connection {
             stream,
             handler,
             shared,
+            peer,
             out: Vec::new(),
             out_pos: 0,
+            write_timeout,
+            write_since: None,
+            write_timer: Timer::never(),
+            write_armed: None,
             job: None,
             timer: Timer::never(),
             armed: None,
@@ -179,6 +199,9 @@ impl Connection {
             }
             let blocked = self.drive();
             let mut progress = self.flush();
+            if let Some(end) = self.check_write_stall() {
+                return end;
+            }
             if blocked && self.pending() < HIGH_WATER {
                 // Room again: `transmit` has more to give.
                 progress = true;
@@ -230,6 +253,8 @@ impl Connection {
                     self.handler.handle_timeout(now);
                 }
             }
+            // The next round flushes, then finds the stall over or the deadline passed.
+            Wake::WriteTimer => self.write_armed = None,
             Wake::Shutdown => {
                 self.told_shutdown = true;
                 self.handler.shutdown(now);
@@ -240,6 +265,31 @@ impl Connection {
 
     fn pending(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// After a flush: if pending output has had no byte written for the write timeout, tells
+    /// the handler its peer is gone and ends the connection (a job in flight finishes on the
+    /// pool; its output is discarded). Otherwise arms the deadline if none earlier is.
+    fn check_write_stall(&mut self) -> Option<End> {
+        let deadline = self.write_since?.checked_add(self.write_timeout)?;
+        let now = Instant::now();
+        if now < deadline {
+            if self.write_armed.is_none_or(|armed| deadline < armed) {
+                self.write_armed = Some(deadline);
+                self.write_timer.set_at(deadline);
+            }
+            return None;
+        }
+        tracing::info!(
+            peer = %self.peer,
+            pending = self.pending(),
+            "peer stopped reading: write timed out, closing the connection"
+        );
+        if !self.read_closed {
+            self.read_closed = true;
+            self.handler.peer_closed(now);
+        }
+        Some(End::Drop)
     }
 
     /// Re-checks the handler after a call into it: output, job, timer. Returns true when
@@ -287,11 +337,18 @@ impl Connection {
 
     /// Writes pending output until done or the socket would block. Returns true if a
     /// failure was reported to the handler.
+    ///
+    /// Keeps the write-stall clock: it starts when output is first found pending, and starts
+    /// over whenever a byte is written.
     fn flush(&mut self) -> bool {
+        let mut wrote = false;
         while self.out_pos < self.out.len() && !self.write_failed {
             match Write::write(&mut self.stream.get_ref(), &self.out[self.out_pos..]) {
                 Ok(0) => return self.fail(Instant::now(), io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    wrote = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(Instant::now(), e),
@@ -300,6 +357,9 @@ impl Connection {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
+            self.write_since = None;
+        } else if wrote || self.write_since.is_none() {
+            self.write_since = Some(Instant::now());
         }
         false
     }
@@ -343,6 +403,7 @@ impl Connection {
         self.maybe_readable = false;
         self.out.clear();
         self.out_pos = 0;
+        self.write_since = None;
         if self.read_closed {
             return false;
         }
@@ -352,9 +413,10 @@ impl Connection {
     }
 
     /// Waits for the first thing that lets the connection go on, in order of preference:
-    /// room to write, the job's output, the timer, shutdown, input.
+    /// room to write, the job's output, the timer, the write-stall deadline, shutdown, input.
     async fn wait(&mut self) -> Wake {
         let want_write = self.pending() > 0 && !self.write_failed;
+        let want_write_timer = want_write && self.write_armed.is_some();
         let want_read = !self.read_closed
             && !self.maybe_readable
             && !self.handler.is_closed()
@@ -365,6 +427,7 @@ impl Connection {
             stream,
             job,
             timer,
+            write_timer,
             shared,
             ..
         } = self;
@@ -388,6 +451,13 @@ impl Connection {
             timer.await;
             Wake::Timer
         };
+        let write_stalled = async {
+            if !want_write_timer {
+                return future::pending().await;
+            }
+            write_timer.await;
+            Wake::WriteTimer
+        };
         let shutdown = async {
             if !want_shutdown {
                 return future::pending().await;
@@ -404,6 +474,7 @@ impl Connection {
         writable
             .or(job_done)
             .or(timer_fired)
+            .or(write_stalled)
             .or(shutdown)
             .or(readable)
             .await

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub abort: Signal,
     /// One permit per job that may run at once on the blocking pool.
     pub jobs: Arc<Semaphore>,
+    /// How long pending output may go without a byte written before the peer is dropped.
+    pub write_timeout: Duration,
 }
 
 /// Begins graceful shutdown of a [`Runtime`] from any thread.
@@ -94,6 +96,7 @@ impl Runtime {
             shutdown: Signal::new(),
             abort: Signal::new(),
             jobs: Arc::new(Semaphore::new(opts.workers.max(1))),
+            write_timeout: opts.write_timeout,
         });
         let executor = Arc::new(Executor::new());
         let (alive, all_closed) = Alive::new();
@@ -244,6 +247,7 @@ mod tests {
                 event_loops: 0,
                 workers: 1,
                 shutdown_grace: Duration::from_secs(1),
+                ..RuntimeOptions::default()
             },
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! The test suite every ironpost runtime runs over loopback TCP, with a small line handler:
 //! it greets, upper-cases every line in a worker job, closes idle connections, says "bye" on
-//! shutdown, and checks the runtime keeps the handler contract (no input while it refuses
+//! shutdown, answers `flood <n>` with `n` more octets of output (for clients that stop
+//! reading), and checks the runtime keeps the handler contract (no input while it refuses
 //! reads, one job at a time).
 //!
 //! The tests are functions generic over [`TestRuntime`]; a runtime's `tests/lines.rs` runs
@@ -85,6 +86,10 @@ macro_rules! line_tests {
             panics_cost_only_their_own_connection,
             dropping_the_runtime_shuts_it_down,
             close_with_unread_input_still_delivers_the_last_reply,
+            write_stall_drops_a_client_that_stopped_reading,
+            write_stall_drops_a_closed_handler_whose_last_words_cannot_be_written,
+            slow_but_steady_reader_is_not_cut_off,
+            slow_reader_of_last_words_is_not_cut_off,
         );
     };
     (@run $r:ident: $($test:ident),* $(,)?) => {
@@ -135,6 +140,7 @@ impl HandlerFactory for Factory {
             bye_pending: false,
             closing: false,
             deadline: now + self.0.idle,
+            flood_left: 0,
         })
     }
 }
@@ -149,11 +155,13 @@ struct Lines {
     bye_pending: bool,
     closing: bool,
     deadline: Instant,
+    /// Octets of `x` still to transmit after `output`, asked for with `flood <n>`.
+    flood_left: usize,
 }
 
 impl Lines {
     fn unsent(&self) -> usize {
-        self.output.len() - self.out_pos
+        self.output.len() - self.out_pos + self.flood_left
     }
 
     fn has_line(&self) -> bool {
@@ -186,13 +194,21 @@ impl ConnectionHandler for Lines {
     }
 
     fn transmit(&mut self, out: &mut Vec<u8>) {
-        let n = self.unsent().min(CHUNK);
-        out.extend_from_slice(&self.output[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
-        if self.out_pos == self.output.len() {
-            self.output.clear();
-            self.out_pos = 0;
+        // Once closing, the rest goes in one piece: the runtime holds the last words.
+        let limit = if self.closing { usize::MAX } else { CHUNK };
+        if self.out_pos < self.output.len() {
+            let n = (self.output.len() - self.out_pos).min(limit);
+            out.extend_from_slice(&self.output[self.out_pos..self.out_pos + n]);
+            self.out_pos += n;
+            if self.out_pos == self.output.len() {
+                self.output.clear();
+                self.out_pos = 0;
+            }
+            return;
         }
+        let n = self.flood_left.min(limit);
+        out.resize(out.len() + n, b'x');
+        self.flood_left -= n;
     }
 
     fn poll_job(&mut self) -> Option<Job> {
@@ -223,6 +239,15 @@ impl ConnectionHandler for Lines {
         self.output.extend_from_slice(&bytes);
         if bytes.windows(5).any(|w| w == b"QUIT\n") {
             self.closing = true;
+        }
+        for line in bytes.split(|&b| b == b'\n') {
+            let mut words = line.split(|&b| b == b' ');
+            if words.next() == Some(b"FLOOD") {
+                let n = words
+                    .next()
+                    .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+                self.flood_left += n.expect("flood <octets>");
+            }
         }
         self.deadline = now + self.cfg.idle;
         self.advance();
@@ -297,6 +322,17 @@ fn opts(event_loops: usize) -> RuntimeOptions {
         event_loops,
         workers: 4,
         shutdown_grace: Duration::from_secs(5),
+        ..RuntimeOptions::default()
+    }
+}
+
+/// The write timeout of the write-stall tests.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn stall_opts() -> RuntimeOptions {
+    RuntimeOptions {
+        write_timeout: WRITE_TIMEOUT,
+        ..opts(1)
     }
 }
 
@@ -417,6 +453,7 @@ pub fn jobs_run_on_the_pool_within_the_worker_limit<R: TestRuntime>() {
             event_loops: 2,
             workers: 2,
             shutdown_grace: Duration::from_secs(5),
+            ..RuntimeOptions::default()
         },
     );
     let addr = server.addr;
@@ -573,6 +610,7 @@ pub fn shutdown_grace_drops_stubborn_connections<R: TestRuntime>() {
             event_loops: 2,
             workers: 2,
             shutdown_grace: Duration::from_millis(300),
+            ..RuntimeOptions::default()
         },
     );
     let mut c = Client::connect(server.addr);
@@ -647,6 +685,131 @@ pub fn close_with_unread_input_still_delivers_the_last_reply<R: TestRuntime>() {
     sender.join().unwrap();
     let cfg = server.cfg.clone();
     drop(c);
+    eventually("handler dropped", || cfg.live.load(Ordering::SeqCst) == 0);
+    wait_within_drop(server);
+}
+
+/// Reads until EOF or a reset, at most `limit` octets; returns how many came.
+fn drain(reader: &mut impl Read, limit: usize) -> usize {
+    let mut buf = vec![0; 256 * 1024];
+    let mut total = 0;
+    while total <= limit {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading to EOF: {e}"),
+        }
+    }
+    total
+}
+
+/// A client asks for far more output than the socket buffers hold and never reads: the
+/// handler, stuck at its output limit, is dropped once nothing could be written for the
+/// write timeout, and the client then finds the end of the stream after what was buffered.
+pub fn write_stall_drops_a_client_that_stopped_reading<R: TestRuntime>() {
+    const FLOOD: usize = 256 * 1024 * 1024;
+    let server = start::<R>(Duration::from_secs(30), false, stall_opts());
+    let mut c = Client::connect(server.addr);
+    let started = Instant::now();
+    c.send(format!("flood {FLOOD}\n").as_bytes());
+    let cfg = server.cfg.clone();
+    eventually("the stalled connection dropped", || {
+        cfg.live.load(Ordering::SeqCst) == 0
+    });
+    let took = started.elapsed();
+    assert!(took >= WRITE_TIMEOUT, "dropped after {took:?}");
+    assert!(took < WRITE_TIMEOUT * 4, "dropped only after {took:?}");
+    let got = drain(&mut c.reader, FLOOD);
+    assert!(got < FLOOD, "all {got} octets arrived: nothing stalled");
+
+    // The server serves others as before.
+    let mut other = Client::connect(server.addr);
+    other.send(b"still here\n");
+    assert_eq!(other.line(), "STILL HERE\n");
+    drop((c, other));
+    wait_within_drop(server);
+}
+
+/// The handler closes with its last words (more than the socket buffers hold) handed to the
+/// runtime, and the client never reads them: the runtime gives up on writing them after the
+/// write timeout instead of waiting for them to drain forever.
+pub fn write_stall_drops_a_closed_handler_whose_last_words_cannot_be_written<R: TestRuntime>() {
+    const FLOOD: usize = 64 * 1024 * 1024;
+    let server = start::<R>(Duration::from_secs(30), false, stall_opts());
+    let mut c = Client::connect(server.addr);
+    let started = Instant::now();
+    c.send(format!("flood {FLOOD} quit\n").as_bytes());
+    let cfg = server.cfg.clone();
+    eventually("the stalled connection dropped", || {
+        cfg.live.load(Ordering::SeqCst) == 0
+    });
+    let took = started.elapsed();
+    assert!(took >= WRITE_TIMEOUT, "dropped after {took:?}");
+    assert!(took < WRITE_TIMEOUT * 4, "dropped only after {took:?}");
+    let got = drain(&mut c.reader, FLOOD);
+    assert!(got < FLOOD, "all {got} octets arrived: nothing stalled");
+    drop(c);
+    wait_within_drop(server);
+}
+
+/// A client that reads a little every 200 ms, for well over the write timeout, keeps its
+/// connection: every octet written starts the clock over. It then reads the rest and goes on.
+pub fn slow_but_steady_reader_is_not_cut_off<R: TestRuntime>() {
+    slow_reader::<R>(false);
+}
+
+/// As [`slow_but_steady_reader_is_not_cut_off`], with the handler closed and all of its
+/// output in the runtime's hands, so that the output pending never runs out while the
+/// client reads: only progress keeps the clock from running out.
+pub fn slow_reader_of_last_words_is_not_cut_off<R: TestRuntime>() {
+    slow_reader::<R>(true);
+}
+
+fn slow_reader<R: TestRuntime>(quit: bool) {
+    const FLOOD: usize = 8 * 1024 * 1024;
+    const SIP: usize = 128 * 1024;
+    let server = start::<R>(Duration::from_secs(30), false, stall_opts());
+    let mut c = Client::connect(server.addr);
+    let quit = if quit { " quit" } else { "" };
+    c.send(format!("flood {FLOOD}{quit}\n").as_bytes());
+    assert_eq!(c.line(), format!("FLOOD {FLOOD}{}\n", quit.to_uppercase()));
+    let mut buf = vec![0; SIP];
+    let mut got = 0;
+    let started = Instant::now();
+    while started.elapsed() < WRITE_TIMEOUT * 5 / 2 {
+        thread::sleep(Duration::from_millis(200));
+        let mut sip = 0;
+        while sip < SIP {
+            let n = c.reader.read(&mut buf[..SIP - sip]).unwrap();
+            assert!(
+                n > 0,
+                "the server closed on a slow reader after {got} octets"
+            );
+            assert!(buf[..n].iter().all(|&b| b == b'x'));
+            sip += n;
+        }
+        got += sip;
+    }
+    assert!(got < FLOOD / 2, "read {got} octets: not slow");
+    if quit.is_empty() {
+        assert_eq!(server.cfg.live.load(Ordering::SeqCst), 1);
+    }
+    while got < FLOOD {
+        let want = (FLOOD - got).min(buf.len());
+        let n = c.reader.read(&mut buf[..want]).unwrap();
+        assert!(n > 0, "the server closed after {got} octets");
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        got += n;
+    }
+    if quit.is_empty() {
+        c.send(b"ping\n");
+        assert_eq!(c.line(), "PING\n");
+    } else {
+        assert!(c.rest().is_empty());
+    }
+    drop(c);
+    let cfg = server.cfg.clone();
     eventually("handler dropped", || cfg.live.load(Ordering::SeqCst) == 0);
     wait_within_drop(server);
 }
