@@ -213,6 +213,9 @@ pub struct Limits {
     pub max_line_length: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// How long output may wait for a client that reads none of it before the connection
+    /// is dropped (the runtimes' `RuntimeOptions::write_timeout`).
+    pub write_timeout: Duration,
     pub max_errors: u32,
     pub max_auth_failures: u32,
     /// `Received:` fields a message may carry; one with more is refused as a mail loop.
@@ -334,6 +337,7 @@ struct RawLimits {
     max_line_length: Option<Spanned<usize>>,
     command_timeout: Option<Spanned<u64>>,
     data_timeout: Option<Spanned<u64>>,
+    write_timeout: Option<Spanned<u64>>,
     max_errors: Option<Spanned<u32>>,
     max_auth_failures: Option<Spanned<u32>>,
     max_hops: Option<Spanned<usize>>,
@@ -384,6 +388,7 @@ impl Default for Limits {
             max_line_length: 2048,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            write_timeout: Duration::from_secs(300),
             max_errors: 10,
             max_auth_failures: 3,
             max_hops: 50,
@@ -605,6 +610,7 @@ impl Validator<'_> {
                 d.command_timeout,
             )?,
             data_timeout: secs("limits.data_timeout", l.data_timeout, d.data_timeout)?,
+            write_timeout: secs("limits.write_timeout", l.write_timeout, d.write_timeout)?,
             max_errors: self.positive("limits.max_errors", l.max_errors, d.max_errors)?,
             max_auth_failures: self.positive(
                 "limits.max_auth_failures",
@@ -1055,6 +1061,7 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.limits.max_line_length, 2048);
         assert_eq!(c.limits.command_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.write_timeout, Duration::from_secs(300));
         assert_eq!(c.workers, 32);
         assert_eq!(c.event_loops, 0);
         assert!(c.event_loop_count() >= 1);
@@ -1106,6 +1113,7 @@ max_recipients = 50
 max_line_length = 1000
 command_timeout = 60
 data_timeout = 30
+write_timeout = 120
 max_errors = 5
 max_auth_failures = 1
 max_hops = 20
@@ -1162,6 +1170,7 @@ listen = ["[::]:995"]
                 max_line_length: 1000,
                 command_timeout: Duration::from_secs(60),
                 data_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(120),
                 max_errors: 5,
                 max_auth_failures: 1,
                 max_hops: 20,
@@ -1326,6 +1335,10 @@ listen = ["[::]:995"]
         assert_eq!(
             invalid("[limits]\ncommand_timeout = 0").0,
             "limits.command_timeout"
+        );
+        assert_eq!(
+            invalid("[limits]\nwrite_timeout = 0").0,
+            "limits.write_timeout"
         );
         assert_eq!(invalid("[limits]\nmax_hops = 0").0, "limits.max_hops");
         assert!(parse("[limits]\nmax_hop = 5").is_err(), "no such key");

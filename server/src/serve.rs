@@ -139,6 +139,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let opts = RuntimeOptions {
         event_loops: app.config.event_loop_count(),
         workers: app.config.workers,
+        write_timeout: app.config.limits.write_timeout,
         ..RuntimeOptions::default()
     };
     // Before the runtime starts and the listeners file says the server is up: a SIGTERM
