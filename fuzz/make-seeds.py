@@ -537,3 +537,86 @@ NEW_SEEDS = {
 for target, seeds in NEW_SEEDS.items():
     for name, data in seeds.items():
         write(target, name, data)
+
+
+# ---------------------------------------------------------------------------------------
+# imap_mime, imap_search, imap_response
+#
+# imap_mime: `\0` + a message (no sections asked for in the control block: the target walks
+# every part of the tree anyway); the test fixtures of server/tests/fixtures/imap plus the
+# messages below. imap_search: a control block (metadata) + a SEARCH key line + a message.
+# imap_response: bytes for `arbitrary` (any bytes decode to some responses).
+
+FIXTURES = os.path.join(HERE, "..", "server", "tests", "fixtures", "imap")
+
+MESSAGES = {
+    "nested-rfc822": crlf(
+        "From: a@example.com\nTo: b@example.com\nSubject: fwd\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=\"A\"\n\npreamble\n--A\n"
+        "Content-Type: text/plain\n\nsee below\n--A\nContent-Type: message/rfc822\n\n"
+        "From: c@example.com\nSubject: inner\nContent-Type: multipart/alternative; boundary=B\n\n"
+        "--B\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+        "caf=C3=A9\n--B\nContent-Type: text/html\n\n<p>caf&eacute;</p>\n--B--\n"
+        "--A\nContent-Type: message/rfc822\n\nSubject: bare\n\nbody only\n--A--\nepilogue\n"
+    ),
+    "encoded-words": crlf(
+        "From: =?UTF-8?B?SsO2cmc=?= <j@example.de>, \"Doe, John\" <john@example.com>\n"
+        "To: undisclosed-recipients:;\nCc: team: a@x.org, (comment) b@y.org;\n"
+        "Subject: =?ISO-8859-1?Q?Gr=FC=DFe?= and =?UTF-8?Q?=E2=82=AC?=\n"
+        "Date: Mon, 24 Nov 2025 10:00:00 +0100\nMessage-ID: <m1@example.de>\n"
+        "Content-Type: text/plain; charset*0*=utf-8''a%20; charset*1=b\n"
+        "Content-Disposition: attachment; filename*=UTF-8''%E2%82%AC.txt\n"
+        "Content-Language: de, en\nContent-Location: http://example.com/\n a/b\n\n"
+        "Gr\xfc\xdfe\n"
+    ),
+    "digest": crlf(
+        "Subject: digest\nContent-Type: multipart/digest; boundary=d\n\n--d\n\n"
+        "Subject: one\n\nfirst\n--d\nContent-Type: text/plain\n\nsecond\n--d--\n"
+    ),
+    "broken-mime": crlf(
+        "Subject: broken\nContent-Type: multipart/mixed; boundary=\"x\"\n"
+        "Content-Transfer-Encoding: base64\n\n--x \n\n--x\nContent-Type: message/rfc822\n"
+        "Content-Transfer-Encoding: base64\n\nU3ViamVjdDogeAo=\n--xy\n--x--junk\n"
+        "--x\nContent-Type: multipart/related\n\n--x--\n"
+    ),
+    "no-boundary": b"Subject: m\r\nContent-Type: multipart/mixed\r\n\r\nno parts here\r\n",
+    "bare-lf-nul": b"Subject: a\x00b\nFrom: <@route,@r2:u@h>\n\nline\x00\n.\n",
+    "header-only": b"Subject: no body\r\nX-A: folded\r\n  line\r\n",
+    "empty-line-first": b"\r\nbody without header\r\n",
+}
+
+
+def imap_seeds():
+    msgs = dict(MESSAGES)
+    for f in sorted(os.listdir(FIXTURES)):
+        if f.endswith(".eml"):
+            with open(os.path.join(FIXTURES, f), "rb") as fh:
+                msgs["fixture-" + f[:-4]] = fh.read()
+    for name, m in msgs.items():
+        write("imap_mime", name, framed(b"", m))
+    # Metadata: flags (\Seen \Flagged), keywords, \Recent, size, day, second, seq, uid,
+    # max_seq, max_uid (arbitrary's encoding: little-endian integers).
+    meta = (bytes([0x05, 0x03, 0x01]) + (493).to_bytes(4, "little")
+            + (9000).to_bytes(2, "little") + (3600).to_bytes(4, "little")
+            + (12).to_bytes(2, "little") + (1001).to_bytes(4, "little")
+            + (20).to_bytes(2, "little") + (2000).to_bytes(4, "little"))
+    searches = {
+        "flags": ("SEEN UNANSWERED NOT DELETED KEYWORD Work UNKEYWORD $Junk", "fixture-simple"),
+        "or-not": ("OR (FLAGGED NEW) NOT (SMALLER 100 LARGER 10) 1:5,12,*", "fixture-simple"),
+        "dates": ("SENTSINCE 1-Jul-1996 SENTBEFORE 1-Aug-1996 SINCE 1-Jan-2020 ON 24-Jul-2024", "fixture-simple"),
+        "headers": ("FROM carol SUBJECT report HEADER Content-Language en TO \"\"", "fixture-mixed"),
+        "text-body": ("TEXT caf\xc3\xa9 BODY report", "nested-rfc822"),
+        "charset": ("CHARSET UTF-8 SUBJECT {4}\r\n\xe2\x82\xac!", "encoded-words"),
+        "uid": ("UID 1000:1002 NOT UID 5:* OR SENTON 24-Nov-2025 CC team", "encoded-words"),
+    }
+    for name, (keys, msg) in searches.items():
+        key_bytes = keys.encode("latin-1")
+        write("imap_search", name, framed(meta, key_bytes + b"\r\n" + msgs[msg]))
+    # imap_response: any bytes are some responses; a few shapes to start from.
+    write("imap_response", "zeros", bytes(64))
+    write("imap_response", "ones", bytes([1]) * 64)
+    write("imap_response", "ramp", bytes(range(256)))
+    write("imap_response", "text", b"* OK [CAPABILITY IMAP4rev1 IDLE] ironpost ready" * 4)
+
+
+imap_seeds()

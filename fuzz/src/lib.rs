@@ -6,6 +6,8 @@
 //! peer's byte stream. A seed is therefore `\0` followed by a readable dialogue, and the
 //! fuzzer can mutate the dialogue and the script independently.
 
+pub mod imap_value;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
