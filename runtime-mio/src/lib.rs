@@ -5,7 +5,8 @@
 //! every listener and accepts until the listener would block, so whichever loop wakes
 //! first takes the new connections; a connection then stays on the loop that accepted it.
 //! The runtime moves bytes between sockets and [`ConnectionHandler`]s and knows nothing of
-//! the protocol, TLS or storage behind them.
+//! the protocol, TLS or storage behind them; it drops a connection whose pending output has
+//! had no byte written for `RuntimeOptions::write_timeout`.
 //!
 //! [`ConnectionHandler`]: ironpost_core::service::ConnectionHandler
 

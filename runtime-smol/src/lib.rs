@@ -4,8 +4,9 @@
 //! [`Runtime::start`] runs `event_loops` threads on one shared [`smol::Executor`]. Every
 //! listener gets an accept task; every accepted socket gets a task that moves bytes between
 //! the socket and its [`ConnectionHandler`], runs the handler's blocking jobs on smol's
-//! blocking pool (at most `workers` at once), and keeps its timer. The runtime knows nothing
-//! of the protocol, TLS or storage behind the handlers.
+//! blocking pool (at most `workers` at once), keeps its timer, and drops it once its pending
+//! output has had no byte written for `write_timeout`. The runtime knows nothing of the
+//! protocol, TLS or storage behind the handlers.
 //!
 //! The public API has the shape of `ironpost-runtime-mio`'s, so the server chooses between
 //! the two with one `match`.
