@@ -910,7 +910,8 @@ fn append_stops_at_the_message_literal() {
                 message: LiteralHeader {
                     size: 310,
                     sync: true
-                }
+                },
+                utf8: false,
             }
         );
     }
@@ -960,7 +961,8 @@ fn append_forms() {
                 message: LiteralHeader {
                     size: 5,
                     sync: true
-                }
+                },
+                utf8: false,
             },
             "{line}"
         );
@@ -1011,7 +1013,8 @@ fn append_with_a_literal_mailbox_name() {
             message: LiteralHeader {
                 size: 3,
                 sync: true
-            }
+            },
+            utf8: false,
         }
     );
     // The session reads the 3 octets, then the end of the line.

@@ -88,7 +88,7 @@ fn greeting_on_143_offers_starttls_and_disables_login() {
     let (_, g) = H::new(false);
     assert_eq!(
         g,
-        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS LOGINDISABLED] ironpost ready\r\n"
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UTF8=ACCEPT IDLE STARTTLS LOGINDISABLED] ironpost ready\r\n"
     );
 }
 
@@ -436,4 +436,161 @@ fn answers_after_the_peer_left_are_ignored() {
     assert_eq!(h.s.user(), None);
     h.s.complete(h.now, Status::Ok, None, "late");
     assert!(h.s.is_closed());
+}
+
+// ---------------------------------------------------------------------------------------
+// UTF8=ACCEPT (RFC 6855, RFC 9755)
+
+fn appended(h: &H) -> Vec<u8> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AppendData(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn utf8_accept_is_advertised_next_to_enable() {
+    let (mut h, g) = H::new(true);
+    assert!(g.contains(" ENABLE UTF8=ACCEPT "), "{g}");
+    h.login();
+    let r = h.send(b"c CAPABILITY\r\n");
+    assert!(r.contains(" ENABLE UTF8=ACCEPT "), "{r}");
+    assert!(r.contains(" UIDPLUS MOVE\r\n"), "{r}");
+}
+
+#[test]
+fn enable_utf8_accept_turns_utf8_mode_on_once() {
+    let (mut h, _) = H::new(true);
+    assert_eq!(
+        h.send(b"a ENABLE UTF8=ACCEPT\r\n"),
+        "a BAD Log in first\r\n"
+    );
+    assert!(!h.s.utf8_enabled());
+    h.login();
+    assert!(!h.s.utf8_enabled());
+    // Unknown names are ignored; ENABLED lists what was enabled, in any case sent.
+    assert_eq!(
+        h.send(b"b ENABLE CONDSTORE utf8=Accept X-FOO\r\n"),
+        "* ENABLED UTF8=ACCEPT\r\nb OK ENABLE completed\r\n"
+    );
+    assert!(h.s.utf8_enabled());
+    // Already enabled: nothing newly enabled, and the mode stays.
+    assert_eq!(
+        h.send(b"c ENABLE UTF8=ACCEPT\r\n"),
+        "* ENABLED\r\nc OK ENABLE completed\r\n"
+    );
+    assert_eq!(h.send(b"d SELECT INBOX\r\n"), "d OK SELECT completed\r\n");
+    assert!(h.s.utf8_enabled());
+    assert_eq!(h.send(b"e CLOSE\r\n"), "e OK CLOSE completed\r\n");
+    assert!(h.s.utf8_enabled());
+    // No ENABLE-able extension other than this one.
+    assert!(h.events.iter().all(|e| !matches!(
+        e,
+        Event::Command {
+            command: CommandBody::Enable(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn enable_of_nothing_known_enables_nothing() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    assert_eq!(
+        h.send(b"a ENABLE CONDSTORE UTF8=ONLY UTF8\r\n"),
+        "* ENABLED\r\na OK ENABLE completed\r\n"
+    );
+    assert!(!h.s.utf8_enabled());
+    assert_eq!(
+        h.send(b"b ENABLE\r\n"),
+        "b BAD Syntax error in arguments\r\n"
+    );
+}
+
+#[test]
+fn enable_is_refused_once_a_mailbox_is_selected() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    h.send(b"s EXAMINE INBOX\r\n");
+    assert_eq!(
+        h.send(b"a ENABLE UTF8=ACCEPT\r\n"),
+        "a BAD ENABLE is only valid before SELECT or EXAMINE\r\n"
+    );
+    assert!(!h.s.utf8_enabled());
+}
+
+#[test]
+fn append_utf8_streams_the_message_and_ends_with_a_parenthesis() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    h.send(b"e ENABLE UTF8=ACCEPT\r\n");
+    // A synchronising literal8 gets its `+`, once.
+    assert_eq!(
+        h.send("a APPEND \"Entw\u{fc}rfe\" (\\Seen) UTF8 (~{13}\r\n".as_bytes()),
+        "+ Ready for literal data\r\n"
+    );
+    assert_eq!(h.send("Gr\u{fc}\u{df}".as_bytes()), "");
+    // The octets of the message are taken as they are, a `)` among them included.
+    assert_eq!(h.send(b" (e)\r\n"), "");
+    assert!(!h.events.iter().any(|e| matches!(e, Event::AppendEnd)));
+    let r = h.send(b"x)\r\nb NOOP\r\n");
+    assert_eq!(
+        r,
+        "a OK [APPENDUID 1 1] APPEND completed\r\nb OK NOOP completed\r\n"
+    );
+    assert_eq!(appended(&h), "Gr\u{fc}\u{df} (e)\r\nx".as_bytes());
+    let Some(Event::AppendStart { mailbox, size, .. }) = h
+        .events
+        .iter()
+        .find(|e| matches!(e, Event::AppendStart { .. }))
+    else {
+        panic!("no AppendStart")
+    };
+    assert_eq!((mailbox.as_utf8(), *size), (Some("Entw\u{fc}rfe"), 13));
+}
+
+#[test]
+fn append_utf8_with_literal_plus_needs_no_continuation() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    let r = h.send(b"a APPEND INBOX UTF8 (~{5+}\r\nHello)\r\nb NOOP\r\n");
+    assert_eq!(
+        r,
+        "a OK [APPENDUID 1 1] APPEND completed\r\nb OK NOOP completed\r\n"
+    );
+    assert_eq!(appended(&h), b"Hello");
+}
+
+#[test]
+fn append_utf8_without_its_parenthesis_is_bad_and_aborted() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    let r = h.send(b"a APPEND INBOX UTF8 (~{5+}\r\nHello\r\nb NOOP\r\n");
+    assert_eq!(
+        r,
+        "a BAD Unexpected data after the APPEND message\r\nb OK NOOP completed\r\n"
+    );
+    assert!(h.events.iter().any(|e| matches!(e, Event::AppendAborted)));
+    assert!(!h.events.iter().any(|e| matches!(e, Event::AppendEnd)));
+    // The plain form still wants the CRLF alone.
+    h.events.clear();
+    let r = h.send(b"c APPEND INBOX {5+}\r\nHello)\r\n");
+    assert_eq!(r, "c BAD Unexpected data after the APPEND message\r\n");
+    assert!(h.events.iter().any(|e| matches!(e, Event::AppendAborted)));
+}
+
+#[test]
+fn append_utf8_over_the_size_limit_is_refused_before_the_data() {
+    let (mut h, _) = H::new(true);
+    h.login();
+    assert_eq!(
+        h.send(b"a APPEND INBOX UTF8 (~{20000000}\r\n"),
+        "a NO [TOOBIG] Message too large\r\n"
+    );
+    assert!(!h.s.is_closed());
 }

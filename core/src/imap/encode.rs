@@ -101,6 +101,40 @@ pub fn write_mailbox(out: &mut Vec<u8>, name: &str) {
     write_astring(out, utf7::encode(name).as_bytes());
 }
 
+/// Writes a mailbox name for a client that enabled UTF8=ACCEPT (RFC 6855 3): the UTF-8 as
+/// is, an atom when it is one, else a quoted string (RFC 6855 allows UTF8-2/3/4 in quoted
+/// strings), else (CR, LF, NUL, or too long) a literal.
+pub fn write_mailbox_utf8(out: &mut Vec<u8>, name: &str) {
+    if name.is_ascii() {
+        write_astring(out, name.as_bytes());
+    } else {
+        write_string_utf8(out, name);
+    }
+}
+
+/// Writes a `string` of UTF-8 text for a client that enabled UTF8=ACCEPT: quoted unless it
+/// has CR, LF or NUL or is too long (then a literal).
+fn write_string_utf8(out: &mut Vec<u8>, text: &str) {
+    let s = text.as_bytes();
+    if s.len() <= MAX_QUOTED && !s.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')) {
+        let escapes = s.iter().any(|&b| b == b'"' || b == b'\\');
+        write_quoted(out, s, escapes);
+    } else {
+        write_literal_header(out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+}
+
+/// Writes a mailbox name in the session's form: UTF-8 if `utf8` (the client enabled
+/// UTF8=ACCEPT), else modified UTF-7.
+pub fn write_mailbox_as(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    if utf8 {
+        write_mailbox_utf8(out, name);
+    } else {
+        write_mailbox(out, name);
+    }
+}
+
 fn nstring(out: &mut Vec<u8>, s: &Option<IString<'_>>) {
     write_nstring(out, s.as_ref().map(IString::as_bytes));
 }
@@ -490,17 +524,18 @@ pub struct ListItem<'a> {
     pub attributes: &'a [MailboxAttr<'a>],
     /// The hierarchy delimiter; `None` for a flat namespace.
     pub delimiter: Option<char>,
-    /// The name in UTF-8: it is sent modified-UTF-7 encoded.
+    /// The name in UTF-8: it is sent modified-UTF-7 encoded (as is with
+    /// [`Data::write_with`] in UTF-8 mode).
     pub name: &'a str,
 }
 
 impl ListItem<'_> {
-    fn write_to(&self, out: &mut Vec<u8>) {
+    fn write_to(&self, out: &mut Vec<u8>, utf8: bool) {
         list(out, self.attributes, |o, a| a.write_to(o));
         out.push(b' ');
         delimiter(out, self.delimiter);
         out.push(b' ');
-        write_mailbox(out, self.name);
+        write_mailbox_as(out, self.name, utf8);
     }
 }
 
@@ -559,7 +594,15 @@ pub enum Data<'a> {
 }
 
 impl Data<'_> {
+    /// Writes the response for a client that has not enabled UTF8=ACCEPT: mailbox names in
+    /// modified UTF-7.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_with(out, false);
+    }
+
+    /// Writes the response; mailbox names (LIST, LSUB, STATUS, NAMESPACE prefixes) in UTF-8
+    /// if `utf8` (the client enabled UTF8=ACCEPT, RFC 6855 3), else in modified UTF-7.
+    pub fn write_with(&self, out: &mut Vec<u8>, utf8: bool) {
         out.extend_from_slice(b"* ");
         match self {
             Data::Capability(caps) => {
@@ -571,15 +614,15 @@ impl Data<'_> {
             }
             Data::List(item) => {
                 out.extend_from_slice(b"LIST ");
-                item.write_to(out);
+                item.write_to(out, utf8);
             }
             Data::Lsub(item) => {
                 out.extend_from_slice(b"LSUB ");
-                item.write_to(out);
+                item.write_to(out, utf8);
             }
             Data::Status { mailbox, items } => {
                 out.extend_from_slice(b"STATUS ");
-                write_mailbox(out, mailbox);
+                write_mailbox_as(out, mailbox, utf8);
                 out.push(b' ');
                 list(out, items, |o, v| match *v {
                     StatusValue::Messages(n) => code_num(o, b"MESSAGES", n),
@@ -646,7 +689,11 @@ impl Data<'_> {
                     out.push(b'(');
                     for d in ns.iter() {
                         out.push(b'(');
-                        write_string(out, utf7::encode(d.prefix).as_bytes());
+                        if utf8 {
+                            write_string_utf8(out, d.prefix);
+                        } else {
+                            write_string(out, utf7::encode(d.prefix).as_bytes());
+                        }
                         out.push(b' ');
                         delimiter(out, d.delimiter);
                         out.push(b')');

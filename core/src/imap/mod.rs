@@ -40,6 +40,10 @@
 //! the CRLF that ends the command. MULTIAPPEND and CATENATE are not supported: anything
 //! after the literal but the CRLF is BAD.
 //!
+//! RFC 6855's UTF8 data extension, `APPEND mailbox [flags] [date-time] UTF8 (~{size}` (or
+//! `~{size+}`), streams the same way: `utf8` is set in the command, and the message is
+//! followed by `)` and the CRLF ([`parse_append_utf8_end`]).
+//!
 //! ## Continuation lines
 //!
 //! [`parse_idle_done`] reads the `DONE` that ends IDLE (RFC 2177); [`parse_auth_response`]
@@ -53,7 +57,8 @@
 //! (RFC 6855); literals carry any octet but NUL. Literals are `{N}` (synchronising) or
 //! `{N+}` (LITERAL+, RFC 7888, any size up to the limits). `\Recent` is refused in STORE and
 //! APPEND. SEARCH nesting is bounded by [`MAX_SEARCH_DEPTH`]. Mailbox names are kept as sent
-//! (modified UTF-7); [`Mailbox::decode`] and [`utf7`] convert them.
+//! (modified UTF-7, or UTF-8 once the client enabled UTF8=ACCEPT); [`Mailbox::decode`] and
+//! [`utf7`] convert them, [`Mailbox::as_utf8`] takes them as UTF-8.
 //!
 //! # Writing responses
 //!
@@ -69,7 +74,7 @@ pub mod types;
 pub mod utf7;
 
 pub use parse::{
-    parse_append_end, parse_auth_response, parse_command, parse_idle_done, peek_tag, Limits,
-    Needed, ParseError, Reason, MAX_SEARCH_DEPTH,
+    parse_append_end, parse_append_utf8_end, parse_auth_response, parse_command, parse_idle_done,
+    peek_tag, Limits, Needed, ParseError, Reason, MAX_SEARCH_DEPTH,
 };
 pub use types::*;

@@ -183,7 +183,7 @@ const MAX_ID_PARAMS: usize = 30;
 /// On success, returns how many octets the command took and the command, borrowing from
 /// `input`. For [`CommandBody::Append`], the command ends just after the line announcing
 /// the message literal: the message's `size` octets follow in the stream, then the end of
-/// the line ([`parse_append_end`]).
+/// the line ([`parse_append_end`], or [`parse_append_utf8_end`] for the UTF8 form).
 pub fn parse_command<'a>(
     input: &'a [u8],
     limits: &Limits,
@@ -235,6 +235,25 @@ pub fn parse_command<'a>(
 pub fn parse_append_end<'a>(input: &'a [u8], limits: &Limits) -> Result<usize, ParseError<'a>> {
     let (end, content) = line_at(input, 0, limits).map_err(untagged)?;
     if content.is_empty() {
+        Ok(end)
+    } else {
+        Err(ParseError::Bad {
+            tag: None,
+            consumed: end,
+            reason: Reason::Syntax,
+        })
+    }
+}
+
+/// Parses the end of an APPEND with RFC 6855's UTF8 data extension once its message
+/// literal has been read: the `)` that closes `UTF8 (~{n}`, then the CRLF. Returns the octets
+/// it took. A BAD carries no tag: use the APPEND's.
+pub fn parse_append_utf8_end<'a>(
+    input: &'a [u8],
+    limits: &Limits,
+) -> Result<usize, ParseError<'a>> {
+    let (end, content) = line_at(input, 0, limits).map_err(untagged)?;
+    if content == b")" {
         Ok(end)
     } else {
         Err(ParseError::Bad {
@@ -743,8 +762,8 @@ fn status_items(i: In<'_>) -> PResult<'_, StatusItems> {
     }
 }
 
-/// `APPEND SP mailbox [SP flag-list] [SP date-time] SP literal`, up to and including the
-/// literal's announcement line.
+/// `APPEND SP mailbox [SP flag-list] [SP date-time] SP (literal / "UTF8" SP "(" literal8)`,
+/// up to and including the literal's announcement line.
 fn append(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
     let (i, mailbox) = one_mailbox(i)?;
     let (mut i, ()) = sp(i)?;
@@ -760,7 +779,22 @@ fn append(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
         date = Some(d);
         (i, ()) = sp(r)?;
     }
-    let (i, message) = literal_header(i)?;
+    // RFC 6855 4: `append-data =/ "UTF8" SP "(" literal8 ")"`, literal8 being `~{n}` or
+    // (LITERAL+, RFC 7888) `~{n+}`; the `)` follows the message.
+    let (i, utf8) = match i.first() {
+        Some(b'{') => (i, false),
+        _ => {
+            let (r, kw) = must(Reason::Syntax, atom_bytes).parse(i)?;
+            if !kw.eq_ignore_ascii_case(b"UTF8") {
+                return failure(Reason::Syntax);
+            }
+            let Some(r) = r.strip_prefix(b" (~") else {
+                return failure(Reason::BadLiteral);
+            };
+            (r, true)
+        }
+    };
+    let (i, message) = must(Reason::BadLiteral, literal_header).parse(i)?;
     Ok((
         i,
         CommandBody::Append {
@@ -768,6 +802,7 @@ fn append(i: In<'_>) -> PResult<'_, CommandBody<'_>> {
             flags,
             date,
             message,
+            utf8,
         },
     ))
 }

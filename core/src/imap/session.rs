@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use super::parse::{
-    parse_append_end, parse_auth_response, parse_command, parse_idle_done, Limits, Needed,
-    ParseError,
+    parse_append_end, parse_append_utf8_end, parse_auth_response, parse_command, parse_idle_done,
+    Limits, Needed, ParseError,
 };
 use super::types::{
     AuthMechanism, AuthResponse, CommandBody, DateTime, Flag, InitialResponse, Mailbox,
@@ -144,14 +144,17 @@ enum Mode {
         tag: String,
         kind: Running,
     },
-    /// Streaming an APPEND message: `remaining` octets still to come.
+    /// Streaming an APPEND message: `remaining` octets still to come. `utf8`: the message
+    /// is RFC 6855's `UTF8 (~{n}`, so a `)` ends it before the CRLF.
     AppendLiteral {
         tag: String,
         remaining: u32,
+        utf8: bool,
     },
-    /// After the APPEND message: the end of the command line.
+    /// After the APPEND message: the end of the command line (`)` first if `utf8`).
     AppendEnd {
         tag: String,
+        utf8: bool,
     },
     /// The application holds the APPEND message and will complete it.
     AppendRunning {
@@ -186,6 +189,8 @@ pub struct Session {
     shutting_down: bool,
     /// Set while a command is parsed when the rest of the input must be dropped (STARTTLS).
     discard: bool,
+    /// The client enabled UTF8=ACCEPT (RFC 6855): mailbox names are UTF-8 both ways.
+    utf8: bool,
 }
 
 impl Session {
@@ -208,6 +213,7 @@ impl Session {
             deadline: Some(now + config.login_timeout),
             shutting_down: false,
             discard: false,
+            utf8: false,
             config,
         };
         let caps = s.capabilities();
@@ -226,6 +232,13 @@ impl Session {
 
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
+    }
+
+    /// Whether the client enabled UTF8=ACCEPT (RFC 6855 3, RFC 9755): from then on mailbox
+    /// names in commands are UTF-8 (not modified UTF-7) and responses must name mailboxes in
+    /// UTF-8, and `SEARCH CHARSET` is refused. It stays on for the rest of the session.
+    pub fn utf8_enabled(&self) -> bool {
+        self.utf8
     }
 
     pub fn is_closed(&self) -> bool {
@@ -257,7 +270,15 @@ impl Session {
 
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"];
+        let mut caps = vec![
+            "IMAP4rev1",
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "UTF8=ACCEPT",
+            "IDLE",
+        ];
         match self.state {
             State::NotAuthenticated => {
                 if !self.tls_active() {
@@ -674,9 +695,20 @@ impl Session {
                 }
             }
             _ if !authed => self.bad_command(Some(&tag), "Log in first"),
-            C::Enable(_) => {
-                // No ENABLE-able extension is implemented yet: enable nothing (RFC 5161 3.1).
-                self.line("* ENABLED");
+            // RFC 5161 3.1: only before a mailbox is selected.
+            C::Enable(_) if selected => {
+                self.bad_command(Some(&tag), "ENABLE is only valid before SELECT or EXAMINE")
+            }
+            C::Enable(caps) => {
+                // UTF8=ACCEPT is the one extension to enable; unknown names are ignored, and
+                // ENABLED lists only what this command newly enabled (RFC 5161 3.1, 3.2).
+                let utf8 = caps.iter().any(|c| c.eq_ignore_ascii_case("UTF8=ACCEPT"));
+                if utf8 && !self.utf8 {
+                    self.utf8 = true;
+                    self.line("* ENABLED UTF8=ACCEPT");
+                } else {
+                    self.line("* ENABLED");
+                }
                 self.ok(&tag, "ENABLE completed");
             }
             C::Namespace => {
@@ -693,6 +725,7 @@ impl Session {
                 flags,
                 date,
                 message,
+                utf8,
             } => {
                 if message.size > self.config.max_append_size {
                     if message.sync {
@@ -717,6 +750,7 @@ impl Session {
                 self.mode = Mode::AppendLiteral {
                     tag,
                     remaining: message.size,
+                    utf8,
                 };
             }
             C::Select { .. } => self.run(tag, body, Running::Select { read_only: false }),
@@ -841,13 +875,19 @@ impl Session {
     }
 
     fn step_append_literal(&mut self) -> bool {
-        let Mode::AppendLiteral { tag, remaining } = &mut self.mode else {
+        let Mode::AppendLiteral {
+            tag,
+            remaining,
+            utf8,
+        } = &mut self.mode
+        else {
             unreachable!()
         };
         let avail = self.input.len() - self.pos;
         if *remaining == 0 {
             let tag = tag.clone();
-            self.mode = Mode::AppendEnd { tag };
+            let utf8 = *utf8;
+            self.mode = Mode::AppendEnd { tag, utf8 };
             return true;
         }
         if avail == 0 {
@@ -862,11 +902,17 @@ impl Session {
     }
 
     fn step_append_end(&mut self) -> bool {
-        let Mode::AppendEnd { tag } = &self.mode else {
+        let Mode::AppendEnd { tag, utf8 } = &self.mode else {
             unreachable!()
         };
         let tag = tag.clone();
-        match parse_append_end(&self.input[self.pos..], &self.config.limits) {
+        let input = &self.input[self.pos..];
+        let end = if *utf8 {
+            parse_append_utf8_end(input, &self.config.limits)
+        } else {
+            parse_append_end(input, &self.config.limits)
+        };
+        match end {
             Ok(consumed) => {
                 self.pos += consumed;
                 self.events.push_back(Event::AppendEnd);

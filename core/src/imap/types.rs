@@ -175,13 +175,17 @@ pub enum CommandBody<'a> {
         mailbox: Mailbox<'a>,
         items: StatusItems,
     },
-    /// `APPEND mailbox [flags] [date-time] literal`. Only the part of the command before
-    /// the message literal is parsed: see [`crate::imap`] for how the literal is streamed.
+    /// `APPEND mailbox [flags] [date-time] literal`, or with RFC 6855's UTF8 data extension
+    /// `APPEND mailbox [flags] [date-time] UTF8 (literal8)` (`utf8`: the message literal is
+    /// `~{n}` or `~{n+}`, and a `)` follows it before the CRLF). Only the part of the command
+    /// before the message literal is parsed: see [`crate::imap`] for how the literal is
+    /// streamed.
     Append {
         mailbox: Mailbox<'a>,
         flags: Vec<Flag<'a>>,
         date: Option<DateTime>,
         message: LiteralHeader,
+        utf8: bool,
     },
     Idle,
 
@@ -336,11 +340,13 @@ impl CommandBody<'_> {
                 flags,
                 date,
                 message,
+                utf8,
             } => Append {
                 mailbox: mailbox.into_owned(),
                 flags: flags.into_iter().map(Flag::into_owned).collect(),
                 date,
                 message,
+                utf8,
             },
             Idle => Idle,
             Check => Check,
@@ -464,6 +470,12 @@ impl<'a> Mailbox<'a> {
     /// The name decoded from modified UTF-7 (RFC 3501 5.1.3).
     pub fn decode(&self) -> Result<Cow<'_, str>, utf7::Utf7Error> {
         utf7::decode_bytes(self.as_bytes())
+    }
+
+    /// The name as UTF-8 text, as sent once the client enabled UTF8=ACCEPT (RFC 6855 3: no
+    /// modified UTF-7 decoding, so `&` is just `&`). `None` if it is not valid UTF-8.
+    pub fn as_utf8(&self) -> Option<&str> {
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     pub fn into_owned(self) -> Mailbox<'static> {
