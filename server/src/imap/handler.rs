@@ -283,6 +283,8 @@ impl ImapHandler {
             self.finish(now, Reply::no(Some("SERVERBUG"), "Not logged in"));
             return;
         };
+        // The session knows whether the client enabled UTF8=ACCEPT; the store side follows.
+        mail.utf8 = self.conn.protocol().utf8_enabled();
         if let CommandBody::Fetch { uid, set, items } = command {
             let started = commands::fetch_start(&mail, uid, &set, items);
             self.mail = Some(mail);
@@ -357,8 +359,9 @@ impl ImapHandler {
             pending: Vec::new(),
             error: None,
         };
+        let utf8 = self.conn.protocol().utf8_enabled();
         match (
-            commands::mailbox_name(mailbox),
+            commands::mailbox_name(mailbox, utf8),
             commands::split_flags(flags),
         ) {
             (Ok(name), Ok((flags, keywords))) => {
@@ -458,6 +461,7 @@ impl ImapHandler {
                 self.mail = Some(Mail {
                     account,
                     view: None,
+                    utf8: false,
                 });
             }
             None => {
@@ -848,6 +852,55 @@ mod tests {
             b" FLAGS (\\Seen \\Recent))\r\nh OK FETCH completed\r\n"
         );
         assert!(h.most_pending <= BOUND, "{}", h.most_pending);
+    }
+
+    #[test]
+    fn utf8_accept_reaches_the_store_side() {
+        let mut h = Harness::new();
+        let r = h.cmd("a LOGIN alice@example.org pw");
+        assert!(r.starts_with(b"a OK"), "{}", String::from_utf8_lossy(&r));
+        // Before ENABLE: modified UTF-7 both ways.
+        assert_eq!(h.cmd("b CREATE Entw&APw-rfe"), b"b OK CREATE completed\r\n");
+        assert_eq!(
+            h.cmd("c LIST \"\" Entw*"),
+            b"* LIST (\\HasNoChildren) \".\" Entw&APw-rfe\r\nc OK LIST completed\r\n"
+        );
+        assert_eq!(
+            h.cmd("d ENABLE UTF8=ACCEPT"),
+            b"* ENABLED UTF8=ACCEPT\r\nd OK ENABLE completed\r\n"
+        );
+        assert_eq!(
+            h.cmd("e LIST \"\" Entw*"),
+            "* LIST (\\HasNoChildren) \".\" \"Entw\u{fc}rfe\"\r\ne OK LIST completed\r\n"
+                .as_bytes()
+        );
+        // APPEND with the UTF8 data extension, to a mailbox named in UTF-8.
+        let msg = "Subject: Gr\u{fc}\u{df}e\r\n\r\n(\u{65e5}\u{672c})\r\n".as_bytes();
+        let mut line = "f APPEND \"Entw\u{fc}rfe\" UTF8 (~{".as_bytes().to_vec();
+        line.extend_from_slice(format!("{}+}}\r\n", msg.len()).as_bytes());
+        line.extend_from_slice(msg);
+        line.extend_from_slice(b")\r\n");
+        let start = h.wire.len();
+        h.handler.receive(h.now, &line);
+        for _ in 0..100 {
+            h.run_jobs();
+            h.read();
+        }
+        let got = String::from_utf8_lossy(&h.wire[start..]).into_owned();
+        assert!(got.starts_with("f OK [APPENDUID "), "{got}");
+        let r = h.cmd("g SELECT \"Entw\u{fc}rfe\"");
+        assert!(String::from_utf8_lossy(&r).contains("g OK [READ-WRITE]"));
+        let r = h.cmd("h FETCH 1 BODY.PEEK[]");
+        let mut want = format!("* 1 FETCH (BODY[] {{{}}}\r\n", msg.len()).into_bytes();
+        want.extend_from_slice(msg);
+        want.extend_from_slice(b")\r\nh OK FETCH completed\r\n");
+        assert_eq!(r, want);
+        assert_eq!(
+            h.cmd("i SEARCH CHARSET UTF-8 ALL"),
+            b"i BAD SEARCH CHARSET is not allowed once UTF8=ACCEPT is enabled\r\n"
+        );
+        let dir = h.mailbox().join(".Entw&APw-rfe");
+        assert!(dir.join("cur").is_dir() || dir.join("new").is_dir());
     }
 
     #[test]

@@ -34,6 +34,12 @@ use crate::mailstore::{
 pub struct Mail {
     pub account: Account,
     pub view: Option<MailboxView>,
+    /// The client enabled UTF8=ACCEPT (the session's [`Session::utf8_enabled`], copied
+    /// before each command): mailbox names are UTF-8 both ways instead of modified UTF-7,
+    /// and SEARCH CHARSET is refused.
+    ///
+    /// [`Session::utf8_enabled`]: ironpost_core::imap::session::Session::utf8_enabled
+    pub utf8: bool,
 }
 
 /// How a command ends: untagged response bytes, then the tagged status.
@@ -103,10 +109,16 @@ pub const SEARCH_CHARSETS: &[&str] = &["UTF-8", "US-ASCII"];
 // ---------------------------------------------------------------------------------------
 // Names, sets and flags
 
-/// A mailbox name from the wire (modified UTF-7) as UTF-8; the store validates it further.
-pub fn mailbox_name(mb: &Mailbox<'_>) -> Result<String, Reply> {
+/// A mailbox name from the wire as UTF-8; the store validates it further. Modified UTF-7
+/// is decoded, unless the client enabled UTF8=ACCEPT (`utf8`): then the name is UTF-8 as
+/// sent (RFC 6855 3), `&` included, and anything else is BAD.
+pub fn mailbox_name(mb: &Mailbox<'_>, utf8: bool) -> Result<String, Reply> {
     match mb {
         Mailbox::Inbox => Ok("INBOX".to_owned()),
+        Mailbox::Other(_) if utf8 => mb
+            .as_utf8()
+            .map(str::to_owned)
+            .ok_or_else(|| Reply::bad("Mailbox name is not valid UTF-8")),
         Mailbox::Other(_) => mb
             .decode()
             .map(Cow::into_owned)
@@ -114,7 +126,11 @@ pub fn mailbox_name(mb: &Mailbox<'_>) -> Result<String, Reply> {
     }
 }
 
-fn utf7_arg(s: &IString<'_>) -> Option<String> {
+/// A LIST or LSUB reference or pattern as UTF-8, decoded as [`mailbox_name`] does.
+fn name_arg(s: &IString<'_>, utf8: bool) -> Option<String> {
+    if utf8 {
+        return s.to_str().map(str::to_owned);
+    }
     ironpost_core::imap::utf7::decode_bytes(s.as_bytes())
         .ok()
         .map(Cow::into_owned)
@@ -323,7 +339,7 @@ pub fn execute(mail: &mut Mail, cmd: &CommandBody<'_>) -> Reply {
         C::Examine { mailbox } => select(mail, mailbox, true),
         C::Create { mailbox } => simple(mail, mailbox, "CREATE", |a, n| a.create(n)),
         C::Delete { mailbox } => {
-            let r = match mailbox_name(mailbox) {
+            let r = match mailbox_name(mailbox, mail.utf8) {
                 Ok(n) => {
                     let selected = selected_is(mail, &n, false);
                     match mail.account.delete(&n) {
@@ -339,7 +355,7 @@ pub fn execute(mail: &mut Mail, cmd: &CommandBody<'_>) -> Reply {
             with_updates(mail, r)
         }
         C::Rename { from, to } => {
-            let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
+            let (from, to) = match (mailbox_name(from, mail.utf8), mailbox_name(to, mail.utf8)) {
                 (Ok(f), Ok(t)) => (f, t),
                 (Err(r), _) | (_, Err(r)) => return with_updates(mail, r),
             };
@@ -455,7 +471,7 @@ fn simple(
     name: &str,
     op: impl FnOnce(&Account, &str) -> Result<(), MailstoreError>,
 ) -> Reply {
-    let r = match mailbox_name(mailbox) {
+    let r = match mailbox_name(mailbox, mail.utf8) {
         Ok(n) => match op(&mail.account, &n) {
             Ok(()) => Reply::ok(Vec::new(), None, format!("{name} completed")),
             Err(e) => Reply::store_error(&e),
@@ -468,7 +484,7 @@ fn simple(
 fn select(mail: &mut Mail, mailbox: &Mailbox<'_>, read_only: bool) -> Reply {
     // RFC 3501 6.3.1: the old mailbox is deselected whether or not the new one opens.
     mail.view = None;
-    let name = match mailbox_name(mailbox) {
+    let name = match mailbox_name(mailbox, mail.utf8) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -563,12 +579,13 @@ fn list(
     select: ListSelect,
     ret: ListReturn,
 ) -> Reply {
-    let Some(reference) = utf7_arg(reference) else {
+    let utf8 = mail.utf8;
+    let Some(reference) = name_arg(reference, utf8) else {
         return Reply::bad("Invalid reference name encoding");
     };
     let mut pats = Vec::with_capacity(patterns.len());
     for p in patterns {
-        match utf7_arg(p) {
+        match name_arg(p, utf8) {
             Some(p) => pats.push(p),
             None => return Reply::bad("Invalid mailbox pattern encoding"),
         }
@@ -581,7 +598,7 @@ fn list(
             delimiter: Some(DELIMITER),
             name: "",
         })
-        .write_to(&mut out);
+        .write_with(&mut out, utf8);
         return Reply::ok(out, None, "LIST completed");
     }
     let listed = if select.subscribed {
@@ -611,11 +628,11 @@ fn list(
             delimiter: Some(DELIMITER),
             name: &info.name,
         })
-        .write_to(&mut out);
+        .write_with(&mut out, utf8);
         if let Some(items) = ret.status {
             if !info.noselect && !info.nonexistent {
                 if let Ok(st) = mail.account.status(&info.name) {
-                    write_status(&mut out, &info.name, &st, items);
+                    write_status(&mut out, &info.name, &st, items, utf8);
                 }
             }
         }
@@ -624,7 +641,9 @@ fn list(
 }
 
 fn lsub(mail: &mut Mail, reference: &IString<'_>, pattern: &IString<'_>) -> Reply {
-    let (Some(reference), Some(pattern)) = (utf7_arg(reference), utf7_arg(pattern)) else {
+    let utf8 = mail.utf8;
+    let (Some(reference), Some(pattern)) = (name_arg(reference, utf8), name_arg(pattern, utf8))
+    else {
         return Reply::bad("Invalid mailbox name encoding");
     };
     let mut out = Vec::new();
@@ -643,7 +662,7 @@ fn lsub(mail: &mut Mail, reference: &IString<'_>, pattern: &IString<'_>) -> Repl
             delimiter: Some(DELIMITER),
             name: &info.name,
         })
-        .write_to(&mut out);
+        .write_with(&mut out, utf8);
     }
     // RFC 3501 6.3.9: with `%`, a subscribed `foo.bar` whose parent `foo` is not subscribed
     // makes `%` return `foo`, flagged \Noselect, so a client can walk down to it.
@@ -667,7 +686,7 @@ fn lsub(mail: &mut Mail, reference: &IString<'_>, pattern: &IString<'_>) -> Repl
                 delimiter: Some(DELIMITER),
                 name,
             })
-            .write_to(&mut out);
+            .write_with(&mut out, utf8);
         }
     }
     Reply::ok(out, None, "LSUB completed")
@@ -678,6 +697,7 @@ fn write_status(
     name: &str,
     st: &crate::mailstore::MailboxStatus,
     items: StatusItems,
+    utf8: bool,
 ) {
     let mut values = Vec::with_capacity(5);
     if items.messages {
@@ -699,11 +719,11 @@ fn write_status(
         mailbox: name,
         items: &values,
     }
-    .write_to(out);
+    .write_with(out, utf8);
 }
 
 fn status(mail: &mut Mail, mailbox: &Mailbox<'_>, items: StatusItems) -> Reply {
-    let name = match mailbox_name(mailbox) {
+    let name = match mailbox_name(mailbox, mail.utf8) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -719,7 +739,7 @@ fn status(mail: &mut Mail, mailbox: &Mailbox<'_>, items: StatusItems) -> Reply {
                 .ok()
                 .and_then(|l| l.into_iter().find(|i| i.name.eq_ignore_ascii_case(&name)))
                 .map_or(name, |i| i.name);
-            write_status(&mut out, &shown, &st, items);
+            write_status(&mut out, &shown, &st, items, mail.utf8);
             Reply::ok(out, None, "STATUS completed")
         }
         Err(e) => Reply::store_error(&e),
@@ -825,7 +845,7 @@ fn copy(
     let Some(view) = mail.view.as_mut() else {
         return Reply::bad("No mailbox selected");
     };
-    let dest = match mailbox_name(mailbox) {
+    let dest = match mailbox_name(mailbox, mail.utf8) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -898,6 +918,11 @@ fn search(
         return Reply::bad("No mailbox selected");
     };
     if let Some(cs) = charset {
+        // RFC 6855 3 (errata 4029): once UTF8=ACCEPT is enabled, strings are UTF-8 and a
+        // CHARSET is an error.
+        if mail.utf8 {
+            return Reply::bad("SEARCH CHARSET is not allowed once UTF8=ACCEPT is enabled");
+        }
         if !cs.to_str().is_some_and(charset_supported) {
             let mut r = Reply::no(None, "Unsupported charset");
             let mut code = b"BADCHARSET ".to_vec();
@@ -1153,6 +1178,7 @@ mod tests {
         Mail {
             account: store.account("example.org", "alice").unwrap(),
             view: None,
+            utf8: false,
         }
     }
 
@@ -1413,6 +1439,96 @@ mod tests {
         let (_, status) = run(&mut mail, "COPY 1:2 Sent");
         assert!(status.starts_with("Ok [COPYUID "), "{status}");
         assert!(status.ends_with(" 1:2 1:2]"), "{status}");
+    }
+
+    #[test]
+    fn mailbox_names_are_utf8_in_utf8_mode_and_modified_utf7_otherwise() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut mail = login(&store);
+        mail.utf8 = true;
+        for create in [
+            "CREATE \"Entw\u{fc}rfe\"",
+            "CREATE \"\u{65e5}\u{672c}\u{8a9e}\"",
+            "CREATE A&B",
+            "SUBSCRIBE \"\u{65e5}\u{672c}\u{8a9e}\"",
+        ] {
+            assert_eq!(run(&mut mail, create).1, "Ok", "{create}");
+        }
+        let (out, _) = run(&mut mail, "LIST \"\" *");
+        for line in [
+            "* LIST (\\HasNoChildren) \".\" \"Entw\u{fc}rfe\"\r\n",
+            "* LIST (\\HasNoChildren) \".\" \"\u{65e5}\u{672c}\u{8a9e}\"\r\n",
+            "* LIST (\\HasNoChildren) \".\" A&B\r\n",
+        ] {
+            assert!(out.contains(line), "{line} not in {out}");
+        }
+        // Patterns and references are UTF-8 too.
+        let (out, _) = run(&mut mail, "LIST \"Entw\u{fc}\" %");
+        assert_eq!(out, "* LIST (\\HasNoChildren) \".\" \"Entw\u{fc}rfe\"\r\n");
+        let (out, _) = run(&mut mail, "LSUB \"\" *");
+        let line = "* LSUB (\\HasNoChildren) \".\" \"\u{65e5}\u{672c}\u{8a9e}\"\r\n";
+        assert!(out.contains(line), "{out}");
+        let (out, _) = run(&mut mail, "STATUS \"Entw\u{fc}rfe\" (MESSAGES)");
+        assert_eq!(out, "* STATUS \"Entw\u{fc}rfe\" (MESSAGES 0)\r\n");
+        let (out, _) = run(&mut mail, "LIST \"\" A* RETURN (STATUS (UIDNEXT))");
+        assert_eq!(
+            out,
+            "* LIST (\\HasNoChildren) \".\" A&B\r\n* STATUS A&B (UIDNEXT 1)\r\n"
+        );
+        // `&` is just `&`: the modified UTF-7 spelling names another mailbox.
+        let (_, status) = run(&mut mail, "SELECT Entw&APw-rfe");
+        assert!(status.starts_with("No"), "{status}");
+        assert_eq!(
+            run(&mut mail, "SELECT \"Entw\u{fc}rfe\"").1,
+            "Ok [READ-WRITE]"
+        );
+        assert_eq!(run(&mut mail, "SEARCH ALL").1, "Ok");
+        let (_, status) = run(&mut mail, "SEARCH CHARSET UTF-8 ALL");
+        assert_eq!(status, "Bad", "RFC 6855 errata 4029");
+        assert_eq!(
+            run(&mut mail, "UID COPY 1 \"\u{65e5}\u{672c}\u{8a9e}\"").1,
+            "Ok"
+        );
+        assert_eq!(run(&mut mail, "UID COPY 1 &ZeVnLIqe-").1, "No [TRYCREATE]");
+        // A name that is not UTF-8 is refused with a clear text.
+        let bad = CommandBody::Create {
+            mailbox: Mailbox::Other(IString::from(&b"Entw\xfcrfe"[..])),
+        };
+        let r = execute(&mut mail, &bad);
+        assert_eq!(
+            (r.status, r.text.as_str()),
+            (Status::Bad, "Mailbox name is not valid UTF-8")
+        );
+
+        // Without UTF8=ACCEPT: the same mailboxes in modified UTF-7, both ways.
+        mail.utf8 = false;
+        mail.view = None;
+        let (out, _) = run(&mut mail, "LIST \"\" *");
+        for line in [
+            "* LIST (\\HasNoChildren) \".\" Entw&APw-rfe\r\n",
+            "* LIST (\\HasNoChildren) \".\" &ZeVnLIqe-\r\n",
+            "* LIST (\\HasNoChildren) \".\" A&-B\r\n",
+        ] {
+            assert!(out.contains(line), "{line} not in {out}");
+        }
+        let (out, _) = run(&mut mail, "STATUS Entw&APw-rfe (MESSAGES)");
+        assert_eq!(out, "* STATUS Entw&APw-rfe (MESSAGES 0)\r\n");
+        let (out, _) = run(&mut mail, "LSUB \"\" *");
+        assert!(
+            out.contains("* LSUB (\\HasNoChildren) \".\" &ZeVnLIqe-\r\n"),
+            "{out}"
+        );
+        assert_eq!(run(&mut mail, "SELECT Entw&APw-rfe").1, "Ok [READ-WRITE]");
+        assert_eq!(run(&mut mail, "SEARCH CHARSET UTF-8 ALL").1, "Ok");
+        // 8-bit octets are not modified UTF-7.
+        let (_, status) = run(&mut mail, "SELECT \"Entw\u{fc}rfe\"");
+        assert_eq!(status, "No [CANNOT]");
+        // On disk: Maildir++ folders in modified UTF-7, whichever mode created them.
+        let root = mail.account.root().to_path_buf();
+        for dir in [".Entw&APw-rfe", ".&ZeVnLIqe-", ".A&-B"] {
+            assert!(root.join(dir).join("cur").is_dir(), "{dir}");
+        }
     }
 
     #[test]
