@@ -4,6 +4,10 @@
 //!
 //! `cargo bench -p ironpost-benches --bench imap -- --warm-up-time 1 --measurement-time 3`
 //!
+//! Times are the CPU time of the benchmark's thread (`CLOCK_THREAD_CPUTIME_ID`), not wall
+//! time: on a machine shared with other work, time spent descheduled would otherwise land on
+//! whichever side happened to be running. `BENCH_WALL_TIME=1` measures wall time instead.
+//!
 //! Both parsers get the same octets: whole commands, CRLF and literals included, exactly as
 //! they arrive from the socket. ironpost's `parse_command` frames the command (finds its end,
 //! walks literals) and parses it, borrowing every string; imap-codec's `CommandCodec::decode`
@@ -14,7 +18,8 @@
 use std::hint::black_box;
 use std::num::NonZeroU32;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, Throughput};
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::encode::{Encoder, Fragment};
 use imap_codec::{CommandCodec, ResponseCodec};
@@ -149,7 +154,7 @@ fn check_corpus(limits: &Limits, codec: &CommandCodec) {
     }
 }
 
-fn command_parsing(c: &mut Criterion) {
+fn command_parsing<M: Measurement>(c: &mut Criterion<M>) {
     let limits = Limits::DEFAULT;
     let codec = CommandCodec::default();
     check_corpus(&limits, &codec);
@@ -497,7 +502,7 @@ fn sample_body() -> BodyStructure<'static> {
     }
 }
 
-fn fetch_encoding(c: &mut Criterion) {
+fn fetch_encoding<M: Measurement>(c: &mut Criterion<M>) {
     let rcodec = ResponseCodec::default();
 
     // `* n FETCH (UID u FLAGS (...) RFC822.SIZE s)` for a 10,000-message mailbox.
@@ -596,5 +601,66 @@ fn fetch_encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, command_parsing, fetch_encoding);
-criterion_main!(benches);
+// ---------------------------------------------------------------------------------------
+// Measurement
+
+/// The CPU time of the calling thread, in nanoseconds.
+struct ThreadTime;
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns() - start
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Nanoseconds, as wall time's: its formatter fits.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    command_parsing(&mut c);
+    fetch_encoding(&mut c);
+    c.final_summary();
+}
+
+fn main() {
+    if std::env::var_os("BENCH_WALL_TIME").is_some_and(|v| v == "1") {
+        run(Criterion::default().configure_from_args());
+    } else {
+        run(Criterion::default()
+            .with_measurement(ThreadTime)
+            .configure_from_args());
+    }
+}
