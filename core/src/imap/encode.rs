@@ -398,12 +398,11 @@ impl Code<'_> {
             }
             Code::Other { name, text } => {
                 push_text(out, name);
-                if let Some(t) = text {
+                let keep = |b: &u8| !matches!(b, b'\r' | b'\n' | 0 | b']');
+                // The grammar wants at least one character after the space.
+                if let Some(t) = text.filter(|t| t.bytes().any(|b| keep(&b))) {
                     out.push(b' ');
-                    out.extend(
-                        t.bytes()
-                            .filter(|&b| !matches!(b, b'\r' | b'\n' | 0 | b']')),
-                    );
+                    out.extend(t.bytes().filter(keep));
                 }
                 return;
             }
@@ -1166,6 +1165,28 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    /// Found by the imap_response fuzz target: a text of nothing but `]`, CR, LF or NUL left
+    /// `[NAME ]`, but RFC 3501 wants `atom [SP 1*<any TEXT-CHAR except "]">]`.
+    #[test]
+    fn other_code_without_text_left_after_filtering() {
+        let code = |text| {
+            wire(|o| {
+                status(
+                    o,
+                    None,
+                    Status::Bye,
+                    Some(&Code::Other { name: "XA", text }),
+                    "x",
+                )
+            })
+        };
+        assert_eq!(code(Some("]")), "* BYE [XA] x\r\n");
+        assert_eq!(code(Some("")), "* BYE [XA] x\r\n");
+        assert_eq!(code(Some("\r\n")), "* BYE [XA] x\r\n");
+        assert_eq!(code(Some("a]b")), "* BYE [XA ab] x\r\n");
+        assert_eq!(code(None), "* BYE [XA] x\r\n");
     }
 
     #[test]
