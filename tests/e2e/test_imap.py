@@ -460,6 +460,96 @@ def test_append_in_pieces_with_literal_plus(server):
         c.close()
 
 
+
+# -- UTF8=ACCEPT (RFC 6855 / RFC 9755) ----------------------------------------------------------
+def test_utf8_accept_names_append_and_a_session_without_it(server):
+    """A client that enables UTF8=ACCEPT names mailboxes in UTF-8 both ways and APPENDs with
+    the UTF8 data extension (literal8, synchronising and LITERAL+); a session that did not
+    enable it sees the same mailboxes in modified UTF-7, and the folders on disk are named
+    in modified UTF-7 as ever."""
+    msg = ("From: J\u00fcrgen <j@remote.test>\r\nTo: alice@example.test\r\n"
+           "Subject: Gr\u00fc\u00dfe aus \u65e5\u672c\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "\u65e5\u672c\u8a9e (a parenthesis, then a CRLF)\r\n").encode()
+    drafts, jp = "Entw\u00fcrfe", "\u65e5\u672c\u8a9e"
+    m = imaps(server)
+    try:
+        assert "UTF8=ACCEPT" in m.capabilities and "ENABLE" in m.capabilities
+        typ, data = m._simple_command("ENABLE", "UTF8=ACCEPT")
+        assert typ == "OK", data
+        assert untagged(m, "ENABLED") == [b"UTF8=ACCEPT"]
+        # Enabled again: nothing new is enabled.
+        typ, data = m._simple_command("ENABLE", "UTF8=ACCEPT")
+        assert typ == "OK" and untagged(m, "ENABLED") == [b""], data
+        # imaplib sends bytes arguments as they are.
+        ok(m._simple_command("CREATE", f'"{drafts}"'.encode()), "CREATE")
+        ok(m._simple_command("CREATE", f'"{jp}"'.encode()), "CREATE")
+        listed = ok(m.list('""', "*"))
+        assert f'(\\HasNoChildren) "." "{drafts}"'.encode() in listed, listed
+        assert f'(\\HasNoChildren) "." "{jp}"'.encode() in listed, listed
+        assert not any(b"&" in ln for ln in listed), listed
+        typ, data = m._simple_command("STATUS", f'"{jp}"'.encode(), "(MESSAGES)")
+        assert typ == "OK", data
+        assert untagged(m, "STATUS") == [f'"{jp}" (MESSAGES 0)'.encode()]
+        ok(m.select(f'"{drafts}"'.encode()), "SELECT")
+        # RFC 6855 3 (errata 4029): no CHARSET once UTF-8 is on.
+        with pytest.raises(imaplib.IMAP4.error, match="CHARSET is not allowed"):
+            m._simple_command("SEARCH", "CHARSET", "UTF-8", "ALL")
+        assert ok(m.search(None, "ALL")) == [b""]
+    finally:
+        m.logout()
+
+    c = raw(server)
+    try:
+        c.ok("ENABLE UTF8=ACCEPT")
+        # Synchronising literal8: the client waits for the continuation.
+        c.send(f'a1 APPEND "{drafts}" (\\Seen) UTF8 (~{{{len(msg)}}}\r\n'.encode())
+        assert c.line().startswith(b"+ ")
+        c.send(msg + b")\r\n")
+        assert re.match(rb"a1 OK \[APPENDUID \d+ 1\] ", c.line())
+        # LITERAL+ literal8, command, message and end in one write.
+        c.send(f'a2 APPEND "{jp}" UTF8 (~{{{len(msg)}+}}\r\n'.encode() + msg + b")\r\n")
+        assert re.match(rb"a2 OK \[APPENDUID \d+ 1\] ", c.line())
+        # The UTF8 form without its closing parenthesis is BAD, and nothing is stored.
+        c.send(f'a3 APPEND "{jp}" UTF8 (~{{{len(msg)}+}}\r\n'.encode() + msg + b"\r\n")
+        assert c.line().startswith(b"a3 BAD ")
+        # A name that is not UTF-8.
+        _, tagged = c.cmd(b'CREATE "Entw\xfcrfe"')
+        assert tagged_is(tagged, b"BAD"), tagged
+        untagged_, tagged = c.cmd(f'SELECT "{drafts}"'.encode())
+        assert tagged_is(tagged, b"OK [READ-WRITE]"), tagged
+        assert b"* 1 EXISTS\r\n" in untagged_
+        resp = c.ok("FETCH 1 (FLAGS BODY.PEEK[])")
+        assert resp[0].endswith(b"{%d}\r\n" % len(msg) + msg + b")\r\n"), resp
+        assert b"\\Seen" in resp[0]
+        resp = c.ok(f'STATUS "{jp}" (MESSAGES)'.encode())
+        assert resp == [f'* STATUS "{jp}" (MESSAGES 1)\r\n'.encode()], resp
+    finally:
+        c.close()
+
+    # Another session, without ENABLE: modified UTF-7 both ways.
+    m = imaps(server)
+    try:
+        names = [d.decode().rsplit(" ", 1)[1] for d in ok(m.list('""', "*"))]
+        assert "Entw&APw-rfe" in names and "&ZeVnLIqe-" in names, names
+        data = ok(m.status("&ZeVnLIqe-", "(MESSAGES)"))[0]
+        assert data == b"&ZeVnLIqe- (MESSAGES 1)", data
+        ok(m.select("Entw&APw-rfe"))
+        data = ok(m.fetch("1", "(BODY.PEEK[])"))
+        assert data[0][1] == msg
+        ok(m.select("&ZeVnLIqe-"))
+        data = ok(m.fetch("1", "(BODY.PEEK[])"))
+        assert data[0][1] == msg
+        ok(m.search("UTF-8", "ALL"))
+    finally:
+        m.logout()
+    # On disk: Maildir++ folders in modified UTF-7, the messages as sent.
+    root = server.maildir(ALICE)
+    for folder in (".Entw&APw-rfe", ".&ZeVnLIqe-"):
+        files = [p for sub in ("cur", "new") for p in (root / folder / sub).iterdir()]
+        assert [p.read_bytes() for p in files] == [msg], folder
+    assert list((root / ".&ZeVnLIqe-" / "tmp").iterdir()) == []
+
 MULTIPART = (
     b'From: "Sender Name" <sender@remote.test>\r\n'
     b"To: Alice <alice@example.test>, bob@example.test\r\n"
