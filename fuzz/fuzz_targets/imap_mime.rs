@@ -352,10 +352,9 @@ fuzz_target!(|input: &[u8]| {
             let data = m.section(section);
             if let SectionData::Owned(o) = &data {
                 assert!(o.ends_with(b"\r\n"), "HEADER.FIELDS without its empty line");
-                assert!(
-                    o.len() <= raw.len() + 2 * raw.len().max(1),
-                    "HEADER.FIELDS grew"
-                );
+                // Whole fields of the header, a CRLF for a last field without one, the
+                // empty line.
+                assert!(o.len() <= raw.len() + 4, "HEADER.FIELDS grew");
             }
             let bytes = data.bytes(&m).map(|b| apply_partial(b, *partial).to_vec());
             if let Some(r) = section_range(&data, *partial) {

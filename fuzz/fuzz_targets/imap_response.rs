@@ -24,7 +24,9 @@
 //!   octets of content items;
 //! - LIST / LSUB / STATUS: the mailbox name decodes (modified UTF-7) to the name given;
 //! - everything else: imap-codec's own encoding of what it parsed is, ignoring ASCII case,
-//!   the line ironpost wrote (so no part of it was lost or read differently).
+//!   the line ironpost wrote (so no part of it was lost or read differently);
+//! - a response code imap-codec does not know it reads up to `]` whatever is there, so the
+//!   target checks RFC 3501's `atom [SP 1*<TEXT-CHAR except "]">]` itself.
 
 #![no_main]
 
@@ -653,6 +655,35 @@ fn same_line(out: &[u8], parsed: &Response<'_>) {
     );
 }
 
+/// imap-codec reads any unknown response code up to `]`; RFC 3501's grammar is narrower:
+/// `atom [SP 1*<any TEXT-CHAR except "]">]`. Checked here on the code between the brackets.
+fn check_other_code(out: &[u8]) {
+    // `tag SP status SP "[" code "]"`: the tag may hold `[` too.
+    let mut spaces = out.iter().enumerate().filter(|(_, &b)| b == b' ');
+    let second = spaces.nth(1).expect("tag and status").0;
+    assert_eq!(out[second + 1], b'[', "no response code");
+    let start = second + 2;
+    let len = out[start..].iter().position(|&b| b == b']').expect("]");
+    let code = &out[start..start + len];
+    let (atom, text) = match code.iter().position(|&b| b == b' ') {
+        Some(sp) => (&code[..sp], Some(&code[sp + 1..])),
+        None => (code, None),
+    };
+    let line = String::from_utf8_lossy(out);
+    assert!(
+        !atom.is_empty() && atom.iter().all(|&b| ATOM.contains(&b)),
+        "response code name is no atom: {line:?}"
+    );
+    if let Some(t) = text {
+        assert!(
+            !t.is_empty()
+                && t.iter()
+                    .all(|&b| b >= 1 && b < 0x80 && b != b'\r' && b != b'\n'),
+            "response code text is not 1*TEXT-CHAR: {line:?}"
+        );
+    }
+}
+
 fn mailbox_name(m: &CMailbox<'_>) -> Vec<u8> {
     match m {
         CMailbox::Inbox => b"INBOX".to_vec(),
@@ -856,6 +887,9 @@ fn one(r: &GResp) {
                     ),
                 }
                 return;
+            }
+            if let Some(GCode::Other(..)) = code {
+                check_other_code(&out);
             }
             let parsed = iv::parse_response(&out);
             same_line(&out, &parsed);
