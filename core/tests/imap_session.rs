@@ -573,7 +573,8 @@ fn append_utf8_without_its_parenthesis_is_bad_and_aborted() {
     let r = h.send(b"a APPEND INBOX UTF8 (~{5+}\r\nHello\r\nb NOOP\r\n");
     assert_eq!(
         r,
-        "a BAD Unexpected data after the APPEND message\r\nb OK NOOP completed\r\n"
+        "a BAD Expected \")\" and the end of the line after the APPEND UTF8 message\r\n\
+         b OK NOOP completed\r\n"
     );
     assert!(h.events.iter().any(|e| matches!(e, Event::AppendAborted)));
     assert!(!h.events.iter().any(|e| matches!(e, Event::AppendEnd)));

@@ -907,10 +907,16 @@ impl Session {
         };
         let tag = tag.clone();
         let input = &self.input[self.pos..];
-        let end = if *utf8 {
-            parse_append_utf8_end(input, &self.config.limits)
+        let (end, why) = if *utf8 {
+            (
+                parse_append_utf8_end(input, &self.config.limits),
+                "Expected \")\" and the end of the line after the APPEND UTF8 message",
+            )
         } else {
-            parse_append_end(input, &self.config.limits)
+            (
+                parse_append_end(input, &self.config.limits),
+                "Unexpected data after the APPEND message",
+            )
         };
         match end {
             Ok(consumed) => {
@@ -924,13 +930,13 @@ impl Session {
                 self.pos += consumed;
                 self.events.push_back(Event::AppendAborted);
                 self.mode = Mode::Commands;
-                self.bad_command(Some(&tag), "Unexpected data after the APPEND message");
+                self.bad_command(Some(&tag), why);
                 true
             }
             Err(_) => {
                 self.events.push_back(Event::AppendAborted);
                 self.mode = Mode::DiscardLine;
-                self.bad_command(Some(&tag), "Unexpected data after the APPEND message");
+                self.bad_command(Some(&tag), why);
                 true
             }
         }
