@@ -90,7 +90,7 @@ enum Content {
     Leaf,
     /// At least one part.
     Multipart(Vec<Part>),
-    /// message/rfc822 (or message/global): the encapsulated message.
+    /// message/rfc822: the encapsulated message.
     Message(Box<Part>),
 }
 
@@ -114,8 +114,11 @@ impl ContentType {
             .map(|(_, v)| v.as_str())
     }
 
+    /// message/rfc822, the one type RFC 3501's BODYSTRUCTURE describes with an envelope.
+    /// message/global (RFC 6532) is an opaque body: its envelope form is IMAP4rev2's (RFC 9051
+    /// `media-message`), which an IMAP4rev1 client would read as a basic body and fail on.
     fn is_message(&self) -> bool {
-        self.media == "message" && (self.subtype == "rfc822" || self.subtype == "global")
+        self.media == "message" && self.subtype == "rfc822"
     }
 }
 
@@ -1694,6 +1697,26 @@ pub(crate) mod tests {
         // CRLF files are kept as they are.
         let m = ParsedMessage::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
         assert_eq!(m.bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    /// Seen while writing the imap_mime fuzz target (imap-codec, an IMAP4rev1 parser, refused
+    /// the response): message/global was written `("MESSAGE" "GLOBAL" ... envelope body
+    /// lines)`, IMAP4rev2's form; for IMAP4rev1 it is a basic body.
+    #[test]
+    fn message_global_is_a_basic_body() {
+        let m = ParsedMessage::from_bytes(
+            b"Subject: g\r\nContent-Type: message/global\r\n\r\nSubject: inner\r\n\r\nbody\r\n"
+                .to_vec(),
+        );
+        assert_eq!(
+            bs(&m, false),
+            "(\"MESSAGE\" \"GLOBAL\" NIL NIL NIL \"7BIT\" 24)"
+        );
+        assert_eq!(sect(&m, "1.HEADER"), None);
+        assert_eq!(
+            sect(&m, "1").as_deref(),
+            Some("Subject: inner\r\n\r\nbody\r\n")
+        );
     }
 
     /// Found by the imap_mime fuzz target: a message with NUL octets was sent in literals
