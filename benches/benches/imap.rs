@@ -15,10 +15,12 @@
 //! ironpost returns the command, imap-codec `LiteralFound` (the point where a server sends
 //! `+` and streams the message).
 
+mod common;
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::encode::{Encoder, Fragment};
@@ -601,54 +603,6 @@ fn fetch_encoding<M: Measurement>(c: &mut Criterion<M>) {
     g.finish();
 }
 
-// ---------------------------------------------------------------------------------------
-// Measurement
-
-/// The CPU time of the calling thread, in nanoseconds.
-struct ThreadTime;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns() - start
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Nanoseconds, as wall time's: its formatter fits.
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
-}
-
 fn run<M: Measurement>(mut c: Criterion<M>) {
     command_parsing(&mut c);
     fetch_encoding(&mut c);
@@ -656,11 +610,8 @@ fn run<M: Measurement>(mut c: Criterion<M>) {
 }
 
 fn main() {
-    if std::env::var_os("BENCH_WALL_TIME").is_some_and(|v| v == "1") {
-        run(Criterion::default().configure_from_args());
-    } else {
-        run(Criterion::default()
-            .with_measurement(ThreadTime)
-            .configure_from_args());
+    match common::criterion() {
+        common::Clock::Thread(c) => run(c),
+        common::Clock::Wall(c) => run(c),
     }
 }

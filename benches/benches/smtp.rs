@@ -2,12 +2,18 @@
 //! with the published `smtp-proto` crate (Stalwart) measured side by side on the same input.
 //!
 //! `cargo bench -p ironpost-benches --bench smtp`
+//!
+//! Times are the CPU time of the benchmark's thread (`BENCH_WALL_TIME=1` for wall time), so
+//! other load on a shared machine does not land on one side of a comparison.
+
+mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::Measurement;
+use criterion::{BatchSize, Criterion, Throughput};
 use ironpost_benches::{data_body, COMMAND_LINES};
 use ironpost_core::smtp::data::{BareLineEndings, Decoded, DotDecoder};
 use ironpost_core::smtp::{parse_command, Answer, Event, Session, SessionConfig};
@@ -26,7 +32,7 @@ fn corpus() -> Vec<&'static [u8]> {
     lines
 }
 
-fn command_parsing(c: &mut Criterion) {
+fn command_parsing<M: Measurement>(c: &mut Criterion<M>) {
     let lines = corpus();
     let mut g = c.benchmark_group("smtp_command");
     g.throughput(Throughput::Elements(lines.len() as u64));
@@ -56,7 +62,7 @@ fn command_parsing(c: &mut Criterion) {
     g.finish();
 }
 
-fn dot_unstuffing(c: &mut Criterion) {
+fn dot_unstuffing<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group("smtp_data");
     for (name, size) in [
         ("1KiB", 1024),
@@ -120,7 +126,7 @@ fn run_session(config: &Arc<SessionConfig>, script: &[u8], now: Instant) -> usiz
     body
 }
 
-fn whole_session(c: &mut Criterion) {
+fn whole_session<M: Measurement>(c: &mut Criterion<M>) {
     let config = Arc::new(SessionConfig::new("mx.example.test"));
     let now = Instant::now();
     let mut g = c.benchmark_group("smtp_session");
@@ -172,5 +178,16 @@ fn whole_session(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, command_parsing, dot_unstuffing, whole_session);
-criterion_main!(benches);
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    command_parsing(&mut c);
+    dot_unstuffing(&mut c);
+    whole_session(&mut c);
+    c.final_summary();
+}
+
+fn main() {
+    match common::criterion() {
+        common::Clock::Thread(c) => run(c),
+        common::Clock::Wall(c) => run(c),
+    }
+}
