@@ -98,6 +98,12 @@ listen = ["127.0.0.1:0"]
 
 [submission]
 enabled = false
+
+[imap]
+enabled = false
+
+[imaps]
+enabled = false
 EOF
   "$IRONPOST_BIN" email add "$TO" bench-password --config "$dir/ironpost.toml" >/dev/null
   RUST_LOG=warn "$IRONPOST_BIN" serve --config "$dir/ironpost.toml" 2>"$dir/ironpost.log" &
