@@ -5,7 +5,8 @@
 //! untagged status responses (OK / NO / BAD / BYE / PREAUTH) with every response code the
 //! encoder has, continuation requests (text and base64), CAPABILITY, LIST / LSUB (mailbox
 //! names in UTF-8, sent in modified UTF-7, with delimiters and attributes), STATUS, SEARCH,
-//! FLAGS, EXISTS, RECENT, EXPUNGE, ENABLED, ID, NAMESPACE, and FETCH with UID, FLAGS,
+//! FLAGS, EXISTS, RECENT, EXPUNGE, ENABLED, ID, NAMESPACE (mailbox names in modified UTF-7, or
+//! in UTF-8 for a session with UTF8=ACCEPT enabled), and FETCH with UID, FLAGS,
 //! INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE and content items (BODY[section]
 //! with origin, RFC822, RFC822.HEADER, RFC822.TEXT) as quoted strings, literals or NIL, and
 //! as literals the caller streams (`FetchWriter::literal_start`).
@@ -22,7 +23,8 @@
 //! - FETCH: the parsed items are those written: sequence number, UID, flags, the date and
 //!   zone, size, the ENVELOPE and BODY / BODYSTRUCTURE trees, section names, origins and
 //!   octets of content items;
-//! - LIST / LSUB / STATUS: the mailbox name decodes (modified UTF-7) to the name given;
+//! - LIST / LSUB / STATUS: the mailbox name is the name given (after modified UTF-7
+//!   decoding, or as it is under UTF8=ACCEPT);
 //! - everything else: imap-codec's own encoding of what it parsed is, ignoring ASCII case,
 //!   the line ironpost wrote (so no part of it was lost or read differently);
 //! - a response code imap-codec does not know it reads up to `]` whatever is there, so the
@@ -628,8 +630,9 @@ enum GResp {
     Continuation(GText),
     ContinuationBase64(Vec<u8>),
     Capability(Vec<GAtom>),
-    List(bool, Vec<GAttr>, Option<u8>, String),
-    StatusData(String, Vec<GStatusValue>),
+    /// LSUB, UTF8=ACCEPT, attributes, delimiter, name.
+    List(bool, bool, Vec<GAttr>, Option<u8>, String),
+    StatusData(bool, String, Vec<GStatusValue>),
     Search(Vec<u32>),
     Flags(Vec<GFlag>),
     Exists(u32),
@@ -637,7 +640,7 @@ enum GResp {
     Expunge(u32),
     Enabled(Vec<GAtom>),
     Id(Option<Vec<(String, Option<String>)>>),
-    Namespace([Vec<(String, Option<u8>)>; 3]),
+    Namespace(bool, [Vec<(String, Option<u8>)>; 3]),
     Fetch(u32, Vec<GItem>),
 }
 
@@ -691,16 +694,29 @@ fn mailbox_name(m: &CMailbox<'_>) -> Vec<u8> {
     }
 }
 
-/// The parsed mailbox name decodes to the UTF-8 name given (INBOX in any case).
-fn check_mailbox(m: &CMailbox<'_>, name: &str) {
+/// Mailbox names a session can have: in UTF-8 mode (sent as they are) without NUL, which no
+/// command can create (quoted strings and literals exclude it).
+fn mailbox_domain(name: &str, utf8: bool) -> String {
+    if utf8 {
+        name.replace('\0', " ")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The parsed mailbox name is the UTF-8 name given: as sent under UTF8=ACCEPT, else after
+/// decoding modified UTF-7 (INBOX in any case).
+fn check_mailbox(m: &CMailbox<'_>, name: &str, utf8: bool) {
     let wire = mailbox_name(m);
-    let decoded = utf7::decode_bytes(&wire).expect("modified UTF-7 that does not decode");
     if matches!(m, CMailbox::Inbox) {
         assert!(
             name.eq_ignore_ascii_case("INBOX"),
             "{name:?} came back as INBOX"
         );
+    } else if utf8 {
+        assert_eq!(wire, name.as_bytes(), "mailbox name (UTF8=ACCEPT)");
     } else {
+        let decoded = utf7::decode_bytes(&wire).expect("modified UTF-7 that does not decode");
         assert_eq!(decoded, name, "mailbox name");
     }
 }
@@ -903,7 +919,8 @@ fn one(r: &GResp) {
             let refs: Vec<&str> = c.iter().map(String::as_str).collect();
             Data::Capability(&refs).write_to(&mut out);
         }
-        GResp::List(lsub, attrs, d, name) => {
+        GResp::List(lsub, utf8, attrs, d, name) => {
+            let name = &mailbox_domain(name, *utf8);
             let others: Vec<String> = attrs
                 .iter()
                 .take(4)
@@ -927,9 +944,9 @@ fn one(r: &GResp) {
                 name,
             };
             if *lsub {
-                Data::Lsub(item).write_to(&mut out);
+                Data::Lsub(item).write_with(&mut out, *utf8);
             } else {
-                Data::List(item).write_to(&mut out);
+                Data::List(item).write_with(&mut out, *utf8);
             }
             let parsed = iv::parse_response(&out);
             match &parsed {
@@ -939,7 +956,7 @@ fn one(r: &GResp) {
                 | Response::Data(CData::Lsub {
                     mailbox, delimiter, ..
                 }) => {
-                    check_mailbox(mailbox, name);
+                    check_mailbox(mailbox, name, *utf8);
                     assert_eq!(delimiter.as_ref().map(|c| c.inner()), delim(*d));
                 }
                 other => panic!("not a LIST: {other:?}"),
@@ -947,7 +964,8 @@ fn one(r: &GResp) {
             same_line(&out, &parsed);
             return;
         }
-        GResp::StatusData(name, items) => {
+        GResp::StatusData(utf8, name, items) => {
+            let name = &mailbox_domain(name, *utf8);
             let items: Vec<StatusValue> = items
                 .iter()
                 .take(6)
@@ -964,10 +982,12 @@ fn one(r: &GResp) {
                 mailbox: name,
                 items: &items,
             }
-            .write_to(&mut out);
+            .write_with(&mut out, *utf8);
             let parsed = iv::parse_response(&out);
             match &parsed {
-                Response::Data(CData::Status { mailbox, .. }) => check_mailbox(mailbox, name),
+                Response::Data(CData::Status { mailbox, .. }) => {
+                    check_mailbox(mailbox, name, *utf8)
+                }
                 other => panic!("not a STATUS: {other:?}"),
             }
             same_line(&out, &parsed);
@@ -1009,7 +1029,15 @@ fn one(r: &GResp) {
             }
             Data::Id(p.as_deref()).write_to(&mut out);
         }
-        GResp::Namespace(ns) => {
+        GResp::Namespace(utf8, ns) => {
+            let ns: Vec<Vec<(String, Option<u8>)>> = ns
+                .iter()
+                .map(|n| {
+                    n.iter()
+                        .map(|(p, d)| (mailbox_domain(p, *utf8), *d))
+                        .collect()
+                })
+                .collect();
             let descs: Vec<Vec<NamespaceDesc<'_>>> = ns
                 .iter()
                 .map(|n| {
@@ -1027,7 +1055,7 @@ fn one(r: &GResp) {
                 other: &descs[1],
                 shared: &descs[2],
             }
-            .write_to(&mut out);
+            .write_with(&mut out, *utf8);
         }
         GResp::Fetch(seq, items) => {
             if items.is_empty() {
