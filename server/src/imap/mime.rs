@@ -1026,9 +1026,11 @@ fn upper(s: &str) -> IString<'static> {
     owned(s.to_ascii_uppercase())
 }
 
+/// Parameters as BODYSTRUCTURE sends them. Values are decoded (RFC 2231 `%00`, RFC 2047
+/// encoded words) and may hold NUL, which no IMAP string can carry: it is dropped.
 fn params(p: &[(String, String)]) -> Params<'static> {
     p.iter()
-        .map(|(n, v)| (upper(n), owned(v.clone())))
+        .map(|(n, v)| (upper(n), owned(v.replace('\0', ""))))
         .collect()
 }
 
@@ -1697,6 +1699,20 @@ pub(crate) mod tests {
         // CRLF files are kept as they are.
         let m = ParsedMessage::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
         assert_eq!(m.bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    /// Found by the imap_mime fuzz target: an RFC 2231 parameter value decodes `%00` to NUL,
+    /// which BODYSTRUCTURE sent in a literal (IMAP4rev1 literals exclude NUL).
+    #[test]
+    fn nul_in_decoded_parameters_is_dropped() {
+        let m = ParsedMessage::from_bytes(
+            b"Content-Type: text/plain; name*=utf-8''a%00b\r\nContent-Disposition: attachment; filename*=utf-8''c%00d\r\n\r\nx\r\n"
+                .to_vec(),
+        );
+        let s = bs(&m, true);
+        assert!(!s.contains('\0'), "{s:?}");
+        assert!(s.contains("(\"NAME\" \"ab\")"), "{s:?}");
+        assert!(s.contains("(\"FILENAME\" \"cd\")"), "{s:?}");
     }
 
     /// Seen while writing the imap_mime fuzz target (imap-codec, an IMAP4rev1 parser, refused
