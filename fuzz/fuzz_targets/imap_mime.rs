@@ -24,7 +24,10 @@
 //! - the FETCH response (ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE, RFC822.HEADER and the
 //!   sections) parses with `imap-codec` as exactly one response, and what it parses is what
 //!   was written: the same ENVELOPE and BODYSTRUCTURE trees, section names, origins and
-//!   octets.
+//!   octets. imap-codec refuses bodies nested 7 deep or more (its parser's recursion
+//!   limit), so such a response is checked only by `imap_value::check_wellformed`, which
+//!   every response passes first (balanced parentheses, literal lengths, no CR / LF / NUL outside literals, none in
+//!   quoted strings, no NUL in literals).
 
 #![no_main]
 
@@ -278,6 +281,21 @@ impl Walk<'_> {
     }
 }
 
+/// Nesting at which imap-codec's `body(8)` refuses a BODYSTRUCTURE.
+const IMAP_CODEC_BODY_DEPTH: usize = 7;
+
+/// Levels of parenthesised bodies: 1 for a single part.
+fn body_depth(b: &BodyStructure<'_>) -> usize {
+    1 + match b {
+        BodyStructure::Multipart { parts, .. } => parts.iter().map(body_depth).max().unwrap_or(0),
+        BodyStructure::Single {
+            kind: SingleKind::Message { body, .. },
+            ..
+        } => body_depth(body),
+        BodyStructure::Single { .. } => 0,
+    }
+}
+
 fn join(prefix: &str, n: usize) -> String {
     if prefix.is_empty() {
         n.to_string()
@@ -380,6 +398,13 @@ fuzz_target!(|input: &[u8]| {
     write_fetch_parsed(&mut out, &meta, Some(&m), &attrs, FetchOptions::default());
     if trace() {
         eprintln!("{}", String::from_utf8_lossy(&out));
+    }
+    // imap-codec's BODYSTRUCTURE parser stops at 8 levels of nesting (a recursion limit of
+    // its own, not the grammar's); the server describes up to MAX_NESTING. Deeper trees are
+    // checked for well-formedness only.
+    iv::check_wellformed(&out);
+    if body_depth(&bs) >= IMAP_CODEC_BODY_DEPTH {
+        return;
     }
     let parsed = iv::parse_response(&out);
     let Response::Data(Data::Fetch { seq, items }) = parsed else {

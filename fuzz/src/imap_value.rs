@@ -333,3 +333,78 @@ pub fn parse_response(bytes: &[u8]) -> imap_codec::imap_types::response::Respons
         ),
     }
 }
+
+/// A well-formedness check of one response line of ours, for what imap-codec will not parse
+/// (BODYSTRUCTURE nested deeper than its parser's recursion limit of 8): ends with CRLF,
+/// and before that parentheses balance outside strings, quoted strings hold no CR, LF or NUL
+/// and escape only `"` and `\`, literals `{n}` CRLF are followed by exactly n octets
+/// without NUL, and no CR, LF or NUL stands outside a literal.
+pub fn check_wellformed(out: &[u8]) {
+    let line = || String::from_utf8_lossy(out).into_owned();
+    assert!(out.ends_with(b"\r\n"), "no CRLF at the end: {:?}", line());
+    let end = out.len() - 2;
+    let (mut i, mut depth) = (0usize, 0i64);
+    while i < end {
+        match out[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    assert!(i < end, "unterminated quoted string: {:?}", line());
+                    match out[i] {
+                        b'\\' => {
+                            assert!(
+                                i + 1 < end && matches!(out[i + 1], b'"' | b'\\'),
+                                "bad escape: {:?}",
+                                line()
+                            );
+                            i += 2;
+                        }
+                        b'"' => break,
+                        b'\r' | b'\n' | 0 => {
+                            panic!("CR, LF or NUL in a quoted string: {:?}", line())
+                        }
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'{' => {
+                let close = out[i..end]
+                    .iter()
+                    .position(|&b| b == b'}')
+                    .unwrap_or_else(|| panic!("unterminated literal: {:?}", line()));
+                let digits = &out[i + 1..i + close];
+                assert!(
+                    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+                    "bad literal length: {:?}",
+                    line()
+                );
+                let n: usize = std::str::from_utf8(digits).unwrap().parse().unwrap();
+                let data = i + close + 3;
+                assert!(
+                    out[i + close + 1..].starts_with(b"\r\n") && data + n <= end,
+                    "literal runs past the line: {:?}",
+                    line()
+                );
+                assert!(
+                    !out[data..data + n].contains(&0),
+                    "NUL in a literal: {:?}",
+                    line()
+                );
+                i = data + n;
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                assert!(depth >= 0, "unbalanced ')': {:?}", line());
+                i += 1;
+            }
+            b'\r' | b'\n' | 0 => panic!("CR, LF or NUL outside a literal: {:?}", line()),
+            _ => i += 1,
+        }
+    }
+    assert_eq!(depth, 0, "unbalanced '(': {:?}", line());
+}
