@@ -394,6 +394,30 @@ def test_retr_of_a_dot_stuffed_message_is_byte_exact(server):
         p.close()
 
 
+def test_retr_of_a_file_with_bare_line_endings_sends_crlf_lines(server):
+    """A message file put in the Maildir by another program, with bare CR and bare LF:
+    every line goes out ending in CRLF, and a dot after a bare CR is stuffed, so no client
+    can read `.` alone on a line before the real end."""
+    deliver(server, make_message("first"))  # makes the mailbox and its index
+    new = server.maildir(ALICE) / "new"
+    (new / "1700000000.M1P1.elsewhere").write_bytes(
+        b"Subject: bare\r\n\r\nline one\r.\rQUIT\nlast\r")
+    with RawPop(server) as c:
+        c.login()
+        listed = c.cmd("LIST")
+        assert listed.startswith(b"+OK"), listed
+        rest = c.multiline()
+        assert len(rest.splitlines()) == 3, rest  # two messages, then "."
+        got = []
+        for n in (1, 2):
+            assert c.cmd(f"RETR {n}").startswith(b"+OK")
+            got.append(c.multiline())
+        want = b"Subject: bare\r\n\r\nline one\r\n..\r\nQUIT\r\nlast\r\n.\r\n"
+        assert want in got, got
+        assert c.cmd("NOOP").startswith(b"+OK")
+        assert c.cmd("QUIT").startswith(b"+OK")
+
+
 def test_large_retr_to_a_slow_reader(server):
     """A 4 MB message to a client that reads slowly at first: the server streams it under
     back-pressure, and pipelined commands after it still run in order."""

@@ -202,9 +202,10 @@ enum Mode {
 struct Stuffer {
     /// The next octet starts a line.
     line_start: bool,
-    /// The last octet written was CR.
-    after_cr: bool,
-    /// Octets of the current line so far (CR included, LF not).
+    /// The last chunk ended with a CR, not yet written: the line ends there, and an LF at
+    /// the start of the next chunk belongs to it.
+    pending_cr: bool,
+    /// Octets of the current line so far (line ending excluded).
     line_len: usize,
     /// TOP: still in the header section.
     header: bool,
@@ -218,7 +219,7 @@ impl Stuffer {
     fn new(top: Option<u32>) -> Stuffer {
         Stuffer {
             line_start: true,
-            after_cr: false,
+            pending_cr: false,
             line_len: 0,
             header: top.is_some(),
             lines_left: top,
@@ -227,47 +228,55 @@ impl Stuffer {
     }
 
     /// Writes `data` stuffed into `out`; false once TOP needs no more.
+    ///
+    /// Every line goes out ending in CRLF: a bare LF or a bare CR in the file (from a
+    /// program other than ironpost, whose SMTP refuses them) ends its line too. Passing a
+    /// bare CR on would let a client that splits lines at CR see `.` alone on a line inside
+    /// the message, and take what follows for responses.
     fn write(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> bool {
         while !data.is_empty() && !self.done {
+            if self.pending_cr {
+                self.pending_cr = false;
+                out.extend_from_slice(b"\r\n");
+                if data[0] == b'\n' {
+                    data = &data[1..];
+                }
+                self.end_line();
+                continue;
+            }
             if self.line_start {
                 if data[0] == b'.' {
                     out.push(b'.');
                 }
                 self.line_start = false;
             }
-            match data.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let text = &data[..i];
-                    out.extend_from_slice(text);
-                    let cr = if i > 0 {
-                        text[i - 1] == b'\r'
-                    } else {
-                        self.after_cr
-                    };
-                    self.line_len += i;
-                    if !cr {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.end_line(cr);
-                    data = &data[i + 1..];
+            let Some(i) = memchr::memchr2(b'\r', b'\n', data) else {
+                out.extend_from_slice(data);
+                self.line_len += data.len();
+                break;
+            };
+            out.extend_from_slice(&data[..i]);
+            self.line_len += i;
+            let ending = match (data[i], data.get(i + 1)) {
+                (b'\r', None) => {
+                    // Whether an LF follows is for the next chunk to say.
+                    self.pending_cr = true;
+                    break;
                 }
-                None => {
-                    out.extend_from_slice(data);
-                    self.line_len += data.len();
-                    self.after_cr = data[data.len() - 1] == b'\r';
-                    data = &[];
-                }
-            }
+                (b'\r', Some(b'\n')) => 2,
+                _ => 1,
+            };
+            out.extend_from_slice(b"\r\n");
+            self.end_line();
+            data = &data[i + ending..];
         }
         !self.done
     }
 
-    fn end_line(&mut self, had_cr: bool) {
-        let empty = self.line_len == 0 || (self.line_len == 1 && had_cr);
+    fn end_line(&mut self) {
+        let empty = self.line_len == 0;
         self.line_start = true;
         self.line_len = 0;
-        self.after_cr = false;
         if self.header {
             if empty {
                 self.header = false;
@@ -286,10 +295,7 @@ impl Stuffer {
     /// Ends the response: the last line's CRLF if it had none, then `.`.
     fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.line_start && !self.done {
-            if !self.after_cr {
-                out.push(b'\r');
-            }
-            out.push(b'\n');
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
     }
@@ -1071,5 +1077,38 @@ mod tests {
         assert_eq!(stuff(None, &[b"a\r\n.b\r\n"]), b"a\r\n..b\r\n.\r\n");
         assert_eq!(stuff(None, &[b"a\n.\nb"]), b"a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(stuff(None, &[]), b".\r\n");
+    }
+
+    /// Whole and cut at every point, the same octets.
+    fn stuff_any_split(top: Option<u32>, data: &[u8]) -> Vec<u8> {
+        let whole = stuff(top, &[data]);
+        for cut in 0..=data.len() {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(stuff(top, &[a, b]), whole, "cut at {cut} of {data:?}");
+        }
+        whole
+    }
+
+    #[test]
+    fn bare_cr_and_lf_end_their_lines() {
+        // A bare CR ends the line as a bare LF does, so a `.` after it is stuffed: no
+        // client can find the response's end inside the message.
+        assert_eq!(
+            stuff_any_split(None, b"a\r.\rb\r\n.\nc\r"),
+            b"a\r\n..\r\nb\r\n..\r\nc\r\n.\r\n"
+        );
+        assert_eq!(stuff_any_split(None, b"\r\r\n\n"), b"\r\n\r\n\r\n.\r\n");
+        // TOP counts lines ended any way: header, empty line, then one body line.
+        assert_eq!(
+            stuff_any_split(Some(1), b"S: x\r\rone\rtwo\r\n"),
+            b"S: x\r\n\r\none\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn fuzz_regression_bare_cr_inside_a_line() {
+        // pop3_session: a message line with a CR in it went out as one line with a bare CR.
+        let out = stuff(None, &[b"\0E\rT-\r\n"]);
+        assert_eq!(out, b"\0E\r\nT-\r\n.\r\n");
     }
 }
