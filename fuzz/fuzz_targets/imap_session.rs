@@ -124,6 +124,17 @@ impl Tags {
         }
     }
 
+    /// TLS came up after STARTTLS: the session dropped what it had buffered and all it was
+    /// fed since (plaintext), so the next octet fed starts a line for it, wherever the
+    /// stream's own lines fall.
+    fn restart_line(&mut self) {
+        if self.in_word {
+            self.seen.insert(std::mem::take(&mut self.word));
+        }
+        self.word.clear();
+        self.in_word = true;
+    }
+
     fn contains(&self, tag: &[u8]) -> bool {
         self.seen.contains(tag) || (self.in_word && self.word.starts_with(tag))
     }
@@ -267,16 +278,6 @@ fuzz_target!(|input: &[u8]| {
     }
     let bound = cfg.limits.max_command.max(cfg.limits.max_line) + HIGH_WATER + 2 * MAX_READ;
 
-    // Every first word of a line of the stream may come back as a tag.
-    let mut tags = HashSet::new();
-    for line in stream.split(|&b| b == b'\n') {
-        let tag = line
-            .split(|&b| b == b' ' || b == b'\r')
-            .next()
-            .unwrap_or(&[]);
-        tags.insert(tag.to_vec());
-    }
-
     let now = Instant::now();
     let mut d = Driver {
         s: Session::new(Arc::new(cfg), script.implicit_tls, now),
@@ -341,6 +342,7 @@ fuzz_target!(|input: &[u8]| {
             Step::TlsUp => {
                 if std::mem::take(&mut d.tls_pending) {
                     d.s.tls_established(tls_info());
+                    d.tags.restart_line();
                 }
             }
         }
@@ -351,6 +353,7 @@ fuzz_target!(|input: &[u8]| {
     for line in stream[pos..].split_inclusive(|&b| b == b'\n') {
         if std::mem::take(&mut d.tls_pending) {
             d.s.tls_established(tls_info());
+            d.tags.restart_line();
         }
         if trace() {
             eprintln!("C: {:?}", String::from_utf8_lossy(line));
