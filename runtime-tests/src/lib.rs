@@ -704,15 +704,14 @@ fn drain(reader: &mut impl Read, limit: usize) -> usize {
     total
 }
 
-/// A client asks for far more output than the socket buffers hold and never reads: the
-/// handler, stuck at its output limit, is dropped once nothing could be written for the
-/// write timeout, and the client then finds the end of the stream after what was buffered.
-pub fn write_stall_drops_a_client_that_stopped_reading<R: TestRuntime>() {
-    const FLOOD: usize = 256 * 1024 * 1024;
+/// Sends `command`, which makes the handler write `flood` octets, then reads nothing: the
+/// connection must be dropped after the write timeout, not before and not much after, and
+/// the client then finds the end of the stream short of `flood`.
+fn flood_unread<R: TestRuntime>(command: &str, flood: usize) -> (Server<R>, Client) {
     let server = start::<R>(Duration::from_secs(30), false, stall_opts());
     let mut c = Client::connect(server.addr);
     let started = Instant::now();
-    c.send(format!("flood {FLOOD}\n").as_bytes());
+    c.send(command.as_bytes());
     let cfg = server.cfg.clone();
     eventually("the stalled connection dropped", || {
         cfg.live.load(Ordering::SeqCst) == 0
@@ -720,8 +719,16 @@ pub fn write_stall_drops_a_client_that_stopped_reading<R: TestRuntime>() {
     let took = started.elapsed();
     assert!(took >= WRITE_TIMEOUT, "dropped after {took:?}");
     assert!(took < WRITE_TIMEOUT * 4, "dropped only after {took:?}");
-    let got = drain(&mut c.reader, FLOOD);
-    assert!(got < FLOOD, "all {got} octets arrived: nothing stalled");
+    let got = drain(&mut c.reader, flood);
+    assert!(got < flood, "all {got} octets arrived: nothing stalled");
+    (server, c)
+}
+
+/// A client asks for far more output than the socket buffers hold and never reads: the
+/// handler, stuck at its output limit, is dropped once nothing could be written for the
+/// write timeout, and the client then finds the end of the stream after what was buffered.
+pub fn write_stall_drops_a_client_that_stopped_reading<R: TestRuntime>() {
+    let (server, c) = flood_unread::<R>("flood 268435456\n", 256 * 1024 * 1024);
 
     // The server serves others as before.
     let mut other = Client::connect(server.addr);
@@ -735,20 +742,7 @@ pub fn write_stall_drops_a_client_that_stopped_reading<R: TestRuntime>() {
 /// runtime, and the client never reads them: the runtime gives up on writing them after the
 /// write timeout instead of waiting for them to drain forever.
 pub fn write_stall_drops_a_closed_handler_whose_last_words_cannot_be_written<R: TestRuntime>() {
-    const FLOOD: usize = 64 * 1024 * 1024;
-    let server = start::<R>(Duration::from_secs(30), false, stall_opts());
-    let mut c = Client::connect(server.addr);
-    let started = Instant::now();
-    c.send(format!("flood {FLOOD} quit\n").as_bytes());
-    let cfg = server.cfg.clone();
-    eventually("the stalled connection dropped", || {
-        cfg.live.load(Ordering::SeqCst) == 0
-    });
-    let took = started.elapsed();
-    assert!(took >= WRITE_TIMEOUT, "dropped after {took:?}");
-    assert!(took < WRITE_TIMEOUT * 4, "dropped only after {took:?}");
-    let got = drain(&mut c.reader, FLOOD);
-    assert!(got < FLOOD, "all {got} octets arrived: nothing stalled");
+    let (server, c) = flood_unread::<R>("flood 67108864 quit\n", 64 * 1024 * 1024);
     drop(c);
     wait_within_drop(server);
 }
