@@ -264,7 +264,12 @@ fn is(class: u16, b: u8) -> bool {
 /// The length of the run of `class` octets at the start of `i`. Every class takes all
 /// non-ASCII octets or none, so the run ends on a character boundary.
 fn run_len(i: &str, class: u16) -> usize {
-    i.bytes().position(|b| !is(class, b)).unwrap_or(i.len())
+    octet_run(i.as_bytes(), class)
+}
+
+/// [`run_len`] on octets, for scanning inside a `str` without char-boundary checks.
+fn octet_run(b: &[u8], class: u16) -> usize {
+    b.iter().position(|&c| !is(class, c)).unwrap_or(b.len())
 }
 
 /// The length of a run expected to be long (base64) of `class` (one class bit) octets at
@@ -641,7 +646,7 @@ fn dot_string(i: &str) -> PResult<'_, &str> {
     }
     // A dot continues the string only when an atom follows it.
     while b.get(n) == Some(&b'.') && b.get(n + 1).is_some_and(|&c| is(C_ATEXT, c)) {
-        n += 1 + run_len(&i[n + 1..], C_ATEXT);
+        n += 1 + octet_run(&b[n + 1..], C_ATEXT);
     }
     taken(i, n)
 }
@@ -656,7 +661,7 @@ fn quoted_string(i: &str) -> PResult<'_, &str> {
             Some(b'"') => return Ok((&body[n + 1..], &body[..n])),
             // A quoted pair: a backslash and printable ASCII.
             Some(b'\\') if b.get(n + 1).is_some_and(|&c| (b' '..=b'~').contains(&c)) => n += 2,
-            Some(&c) if is(C_QTEXT, c) => n += run_len(&body[n..], C_QTEXT),
+            Some(&c) if is(C_QTEXT, c) => n += octet_run(&b[n..], C_QTEXT),
             _ => return Err(fail(i)),
         }
     }
@@ -673,9 +678,9 @@ fn domain(i: &str) -> PResult<'_, Domain<'_>> {
 /// `sub-domain *("." sub-domain)`, at most 255 octets.
 fn domain_name(i: &str) -> PResult<'_, &str> {
     let b = i.as_bytes();
-    let mut n = sub_domain(i).ok_or_else(|| fail(i))?;
+    let mut n = sub_domain(b).ok_or_else(|| fail(i))?;
     while b.get(n) == Some(&b'.') {
-        match sub_domain(&i[n + 1..]) {
+        match sub_domain(&b[n + 1..]) {
             Some(len) => n += 1 + len,
             None => break,
         }
@@ -688,9 +693,9 @@ fn domain_name(i: &str) -> PResult<'_, &str> {
 
 /// The length of the `Let-dig [Ldh-str]` at the start of `i`, where any non-ASCII
 /// character counts as a letter (U-labels).
-fn sub_domain(i: &str) -> Option<usize> {
-    let n = run_len(i, C_LDH);
-    let l = &i.as_bytes()[..n];
+fn sub_domain(b: &[u8]) -> Option<usize> {
+    let n = octet_run(b, C_LDH);
+    let l = &b[..n];
     let ok = n > 0 && l[0] != b'-' && l[n - 1] != b'-' && (n <= MAX_LABEL || !l.is_ascii());
     ok.then_some(n)
 }
