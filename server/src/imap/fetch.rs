@@ -11,7 +11,8 @@ use ironpost_core::imap::encode::{ContentItem, FetchWriter};
 use ironpost_core::imap::{DateTime, FetchAttr, Flag, Partial, Section, SectionText};
 
 use super::mime::{ParsedMessage, SectionData};
-use crate::mailstore::{MailstoreError, MessageInfo, SystemFlags};
+use super::search::header_summary;
+use crate::mailstore::{HeaderSummary, MailstoreError, MessageInfo, SystemFlags};
 
 /// What the index knows of a message: everything FETCH answers without reading the file.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +149,20 @@ pub fn needs_message(attr: &FetchAttr<'_>) -> bool {
     )
 }
 
+/// Whether answering `attr` reads the message's top-level header: ENVELOPE, the whole
+/// message, its header or some of its fields. The header cache's summary
+/// ([`write_fetch_streaming_cached`]) then costs little more than the answer; a part, the
+/// text or the structure alone does not look at the fields the cache keeps.
+pub fn reads_header(attr: &FetchAttr<'_>) -> bool {
+    match attr {
+        FetchAttr::Envelope | FetchAttr::Rfc822 | FetchAttr::Rfc822Header => true,
+        FetchAttr::BodySection { section, .. } => {
+            section.part.is_none() && !matches!(section.text, Some(SectionText::Text))
+        }
+        _ => false,
+    }
+}
+
 /// `RFC822.HEADER` is `BODY.PEEK[HEADER]`.
 const HEADER: Section<'static> = Section {
     part: None,
@@ -224,12 +239,48 @@ pub fn write_fetch_streaming<S: MessageSource + ?Sized>(
     attrs: &[FetchAttr<'_>],
     opts: FetchOptions,
 ) -> Result<(FetchResult, Option<BodyStream>), FetchError> {
+    stream_fetch(out, meta, source, attrs, opts, |_| {})
+}
+
+/// [`write_fetch_streaming`] that also makes the header cache's summary of the message
+/// (into `fresh`) when an attribute reads its header ([`reads_header`]) and the message's
+/// cached summary (`headers`) is missing or lacks a field: a client fetches every message's
+/// ENVELOPE or header fields before it searches, and the search then need not read the
+/// files again. The summary is SEARCH's own ([`header_summary`]); hand it to
+/// [`crate::mailstore::MailboxView::note_headers`].
+pub fn write_fetch_streaming_cached<S: MessageSource + ?Sized>(
+    out: &mut Vec<u8>,
+    meta: &MessageMeta<'_>,
+    source: &S,
+    attrs: &[FetchAttr<'_>],
+    opts: FetchOptions,
+    headers: Option<&HeaderSummary>,
+    fresh: &mut Option<HeaderSummary>,
+) -> Result<(FetchResult, Option<BodyStream>), FetchError> {
+    let reads = attrs.iter().any(reads_header);
+    stream_fetch(out, meta, source, attrs, opts, |msg| {
+        if reads {
+            *fresh = header_summary(msg, headers);
+        }
+    })
+}
+
+/// [`write_fetch_streaming`], showing the parsed message to `parsed` (if it was read).
+fn stream_fetch<S: MessageSource + ?Sized>(
+    out: &mut Vec<u8>,
+    meta: &MessageMeta<'_>,
+    source: &S,
+    attrs: &[FetchAttr<'_>],
+    opts: FetchOptions,
+    parsed: impl FnOnce(&ParsedMessage),
+) -> Result<(FetchResult, Option<BodyStream>), FetchError> {
     if !attrs.iter().any(needs_message) {
         return Ok((write_fetch_parsed(out, meta, None, attrs, opts), None));
     }
     let file = source.open_message()?;
     let file_len = file.metadata()?.len();
     let msg = ParsedMessage::open(file.try_clone()?)?;
+    parsed(&msg);
     let mut emit = Emit::new(out, Some(STREAM_CHUNK));
     let result = write_items(&mut emit, meta, Some(&msg), attrs, opts);
     let Some(mut segments) = emit.rest else {
@@ -1009,6 +1060,108 @@ mod tests {
             "{err}"
         );
         assert_eq!(out[start..], raw[..100_000], "what could be read is sent");
+    }
+
+    #[test]
+    fn reading_the_header_makes_the_search_summary() {
+        use crate::imap::search::{matches_cached, SearchContext};
+        let m = meta(SystemFlags::SEEN);
+        let o = FetchOptions::default();
+        let path = fixture_path("mixed.eml");
+        let want = header_summary(&load(path.as_path()).unwrap(), None).unwrap();
+        for (items, reads) in [
+            ("ENVELOPE", true),
+            ("(UID ENVELOPE FLAGS)", true),
+            ("BODY.PEEK[HEADER.FIELDS (Subject From Message-ID)]", true),
+            ("BODY.PEEK[HEADER.FIELDS.NOT (Subject)]", true),
+            ("BODY.PEEK[HEADER]", true),
+            ("RFC822.HEADER", true),
+            ("BODY.PEEK[]", true),
+            ("BODY[]<0.10>", true),
+            ("RFC822", true),
+            ("BODY.PEEK[TEXT]", false),
+            ("RFC822.TEXT", false),
+            ("(BODY BODYSTRUCTURE)", false),
+            ("BODY.PEEK[1]", false),
+            ("BODY.PEEK[3.HEADER]", false),
+            ("BODY.PEEK[3.HEADER.FIELDS (Subject)]", false),
+            ("BODY.PEEK[2.MIME]", false),
+            ("(FLAGS UID RFC822.SIZE)", false),
+        ] {
+            let attrs = fetch_attrs(items);
+            assert_eq!(attrs.iter().any(reads_header), reads, "{items}");
+            let mut plain = Vec::new();
+            write_fetch_streaming(&mut plain, &m, path.as_path(), &attrs, o).unwrap();
+            // The same answer, and SEARCH's own summary when the header was read.
+            let mut out = Vec::new();
+            let mut fresh = None;
+            write_fetch_streaming_cached(&mut out, &m, path.as_path(), &attrs, o, None, &mut fresh)
+                .unwrap();
+            assert_eq!(out, plain, "{items}");
+            assert_eq!(fresh.as_ref(), reads.then_some(&want), "{items}");
+            // A message the cache has already: nothing new.
+            let mut again = None;
+            let cached = Some(&want);
+            write_fetch_streaming_cached(
+                &mut out,
+                &m,
+                path.as_path(),
+                &attrs,
+                o,
+                cached,
+                &mut again,
+            )
+            .unwrap();
+            assert!(again.is_none(), "{items}");
+        }
+        // Nothing is made for a message that could not be read.
+        let gone =
+            || -> Result<File, MailstoreError> { Err(MailstoreError::Expunged { uid: 1001 }) };
+        let mut fresh = None;
+        let attrs = fetch_attrs("ENVELOPE");
+        assert!(write_fetch_streaming_cached(
+            &mut Vec::new(),
+            &m,
+            &gone,
+            &attrs,
+            o,
+            None,
+            &mut fresh
+        )
+        .is_err());
+        assert!(fresh.is_none());
+        // The summary answers header keys without the file.
+        let never = || -> Result<File, io::Error> { panic!("the message was opened") };
+        let ctx = SearchContext {
+            max_seq: 20,
+            max_uid: 2000,
+        };
+        for (keys, found) in [
+            ("SUBJECT \"forwarded NOTE\"", true),
+            ("FROM carol SENTON 10-Feb-2026", true),
+            ("OR CC x BCC y", false),
+            ("FROM eve", false),
+        ] {
+            let line = format!("a SEARCH {keys}\r\n");
+            let (_, cmd) = ironpost_core::imap::parse_command(
+                line.as_bytes(),
+                &ironpost_core::imap::Limits::default(),
+            )
+            .unwrap();
+            let ironpost_core::imap::CommandBody::Search { criteria, .. } = cmd.body else {
+                panic!("{keys}");
+            };
+            let r = matches_cached(
+                &criteria,
+                &ctx,
+                &m,
+                &never,
+                &mut None,
+                Some(&want),
+                &mut None,
+            );
+            assert_eq!(r.unwrap(), found, "{keys}");
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! message with the same functions that search the file, lower-casing the values once, so a
 //! cached answer is the file's answer. A message without a summary, or whose summary lacks a
 //! field name the search needs, is read, and a new summary (with that name) goes into the
-//! cache. BODY and TEXT always read the file.
+//! cache. BODY and TEXT always read the file. FETCH, which reads the header of every message
+//! a client lists, caches the same summary ([`header_summary`]), so the first SEARCH after it
+//! opens none of those files either.
 
 use std::sync::Arc;
 
@@ -85,9 +87,8 @@ pub fn matches_cached<S: MessageSource + ?Sized>(
         Some(m) => m,
         None => load(source)?,
     };
-    let names = wanted_fields(headers, criteria);
-    if headers.is_none_or(|h| names.iter().any(|n| h.field(n).is_none())) {
-        *fresh = Some(summarize(&msg, &names));
+    if let Some(s) = fresh_summary(&msg, headers, criteria) {
+        *fresh = Some(s);
     }
     let msg = &*cache.insert(msg);
     let mut ev = Eval {
@@ -97,6 +98,26 @@ pub fn matches_cached<S: MessageSource + ?Sized>(
         headers: None,
     };
     Ok(ev.all(criteria).unwrap_or(false))
+}
+
+/// A new summary of a message that was read, if the cache should have one: when it has none
+/// (`old`), or `old` lacks a field name a summary should have (see [`wanted_fields`]).
+fn fresh_summary(
+    msg: &ParsedMessage,
+    old: Option<&HeaderSummary>,
+    criteria: &[SearchKey<'_>],
+) -> Option<HeaderSummary> {
+    let names = wanted_fields(old, criteria);
+    old.is_none_or(|h| names.iter().any(|n| h.field(n).is_none()))
+        .then(|| summarize(msg, &names))
+}
+
+/// The summary to cache for a message read for something other than SEARCH (FETCH of its
+/// ENVELOPE or header): what a SEARCH without HEADER keys would have made from the same
+/// file, so later searches answer from it exactly as they would have. `None` if the cached
+/// summary `old` already has all of that.
+pub fn header_summary(msg: &ParsedMessage, old: Option<&HeaderSummary>) -> Option<HeaderSummary> {
+    fresh_summary(msg, old, &[])
 }
 
 /// The field names every summary has: those of SEARCH's own keys.
@@ -1120,6 +1141,40 @@ mod tests {
             assert_eq!(found.len(), 40);
             assert!(n <= 40, "{n} messages read");
             assert_eq!(run(&td, "SUBJECT late"), (found, 0));
+        }
+
+        #[test]
+        fn noted_summaries_are_saved_with_what_another_process_wrote_meanwhile() {
+            // FETCH notes summaries in memory and saves at its end; another process may have
+            // written the file in between.
+            let td = TempDir::new();
+            let root = setup(&td, 4);
+            let file = root.join("ironpost.cache");
+            let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+            let acct = store.account("example.org", "alice").unwrap();
+            let view = acct.select("INBOX").unwrap();
+            let noted: Vec<(u32, HeaderSummary)> = (1..=5)
+                .map(|uid| {
+                    let msg = load(&|| view.open_message(uid)).unwrap();
+                    (uid, header_summary(&msg, None).unwrap())
+                })
+                .collect();
+            view.note_headers(noted).unwrap();
+            assert!(!file.exists());
+            // In memory, every session of the process has them at once.
+            assert_eq!(run_in(&store, "UID 1:5 FROM terry"), (vec![1], 0));
+            // Another process searches the other five and writes the file with those.
+            let other = MailStore::open(td.path(), "mx.example.org").unwrap();
+            assert_eq!(
+                run_in(&other, "UID 6:10 SUBJECT message"),
+                ((7..=10).collect(), 5)
+            );
+            // Saving ours keeps theirs: a third process reads no file at all.
+            view.save_headers().unwrap();
+            assert_eq!(
+                run(&td, "OR FROM terry SUBJECT \"message 2\""),
+                (vec![1, 9], 0)
+            );
         }
 
         #[test]

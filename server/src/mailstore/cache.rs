@@ -8,7 +8,9 @@
 //! values of every field with that name, lower-cased. The IMAP side makes a summary from the
 //! parsed message with the same functions a search of the file uses, so a summary answers
 //! exactly as the file would; a name a summary lacks (or whose values were too long to keep)
-//! sends the search to the file, and a new summary with that name replaces the old. In
+//! sends the search to the file, and a new summary with that name replaces the old. FETCH
+//! makes one too when it reads a message's header for a message the cache lacks (a client
+//! fetches every ENVELOPE before it ever searches), with the five SEARCH names. In
 //! memory a summary is one block of octets laid out as in the file (a few hundred octets for
 //! a typical message; each field name's values are capped at 4 KiB, 16 names at most).
 //!
@@ -34,7 +36,8 @@
 //! the lock file and renamed over the old one), without fsync: it is only a cache, and a file
 //! that is short, damaged, of another version or fails its checksum is ignored whole and
 //! rebuilt by the next searches. Another process's rewrite is noticed by the file's stamp and
-//! merged into what this one knows.
+//! merged into what this one knows. A SEARCH writes it once it has made new summaries; a
+//! FETCH adds its summaries in memory a batch at a time and writes it once, at its end.
 
 use hashbrown::{HashMap, HashSet};
 use std::fs;
@@ -334,7 +337,10 @@ impl HeaderCache {
     ) -> Vec<Option<Arc<HeaderSummary>>> {
         self.refresh(dir, live);
         let mut out = Vec::with_capacity(uids.len());
-        let mut j = 0;
+        // FETCH asks a batch at a time, often far into the mailbox: start at the first.
+        let mut j = uids
+            .first()
+            .map_or(0, |&u| live.partition_point(|e| e.uid < u));
         for &uid in uids {
             while j < live.len() && live[j].uid < uid {
                 j += 1;
@@ -368,7 +374,9 @@ impl HeaderCache {
     }
 
     /// Writes the file if it lacks something we know, dropping entries of messages no longer
-    /// in `live` (from memory too).
+    /// in `live` (from memory too). What another process wrote since we last read the file
+    /// is merged first rather than overwritten: FETCH inserts for a long while (a batch at a
+    /// time) before it saves.
     pub(crate) fn save(
         &mut self,
         dir: &Path,
@@ -378,6 +386,7 @@ impl HeaderCache {
         if !self.dirty {
             return Ok(());
         }
+        self.refresh(dir, live);
         let bases: HashSet<&str> = live.iter().map(|e| base_of(&e.file)).collect();
         self.entries.retain(|b, _| bases.contains(&**b));
         let bytes = encode(&self.entries);

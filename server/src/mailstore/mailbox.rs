@@ -132,7 +132,8 @@ pub(crate) struct State {
     settled: bool,
     /// The index on disk lacks something we know (it is missing, or was damaged).
     index_stale: bool,
-    /// What SEARCH keeps of message headers (see cache.rs); loaded on first use.
+    /// What SEARCH keeps of message headers, filled by SEARCH and FETCH (see cache.rs);
+    /// loaded on first use.
     pub(crate) headers: HeaderCache,
 }
 

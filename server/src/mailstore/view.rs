@@ -392,6 +392,12 @@ impl MailboxView {
     /// ones from the files and hand them to [`Self::cache_headers`].
     pub fn cached_headers(&self) -> Result<Vec<Option<Arc<HeaderSummary>>>> {
         let uids: Vec<u32> = self.messages.iter().map(|m| m.uid).collect();
+        self.cached_headers_of(&uids)
+    }
+
+    /// [`Self::cached_headers`] of the messages with these UIDs (ascending), in that order:
+    /// what FETCH asks for each batch.
+    pub fn cached_headers_of(&self, uids: &[u32]) -> Result<Vec<Option<Arc<HeaderSummary>>>> {
         let uidvalidity = self.uidvalidity;
         self.shared.run(None, |st, _| {
             if st.gone {
@@ -401,7 +407,7 @@ impl MailboxView {
                 return Ok(vec![None; uids.len()]);
             }
             let dir = st.dir.clone();
-            Ok(st.headers.lookup(&dir, &st.entries, &uids))
+            Ok(st.headers.lookup(&dir, &st.entries, uids))
         })
     }
 
@@ -409,13 +415,36 @@ impl MailboxView {
     /// and writes the cache file. Summaries of messages expunged meanwhile are dropped, and
     /// so are all of them if the mailbox's UIDs were reset since this view looked.
     pub fn cache_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
+        self.update_headers(summaries, true)
+    }
+
+    /// [`Self::cache_headers`] in memory only (every session of this process sees them at
+    /// once); [`Self::save_headers`] writes the file. FETCH notes each batch's summaries and
+    /// saves once at its end: writing the whole file after every batch would make a FETCH of
+    /// a large mailbox write it over and over.
+    pub fn note_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
+        self.update_headers(summaries, false)
+    }
+
+    /// Writes the cache file if it lacks summaries noted with [`Self::note_headers`].
+    pub fn save_headers(&self) -> Result<()> {
+        self.update_headers(Vec::new(), true)
+    }
+
+    fn update_headers(&self, summaries: Vec<(u32, HeaderSummary)>, save: bool) -> Result<()> {
         let uidvalidity = self.uidvalidity;
         self.shared.run(None, |st, ctx| {
-            if st.gone || st.uidvalidity != uidvalidity {
+            if st.gone {
+                return Ok(());
+            }
+            // UIDs of another UIDVALIDITY name other messages: keep none of these.
+            if st.uidvalidity == uidvalidity {
+                st.headers.insert(&st.entries, summaries);
+            }
+            if !save {
                 return Ok(());
             }
             let dir = st.dir.clone();
-            st.headers.insert(&st.entries, summaries);
             st.headers
                 .save(&dir, &st.entries, ctx.started)
                 .map_err(|source| MailstoreError::Io {

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ironpost_core::imap::encode::{
@@ -20,13 +21,13 @@ use ironpost_core::imap::{
 };
 
 use crate::imap::fetch::{
-    needs_message, will_set_seen, write_fetch_streaming, BodyStream, FetchError, FetchOptions,
-    MessageMeta,
+    needs_message, reads_header, will_set_seen, write_fetch_streaming,
+    write_fetch_streaming_cached, BodyStream, FetchError, FetchOptions, MessageMeta,
 };
 use crate::imap::search::{charset_supported, search_view, SearchOutcome};
 use crate::mailstore::{
-    pattern_matches, Account, Changes, MailboxInfo, MailboxView, MailstoreError, MessageInfo,
-    SpecialUse, StoreOp, SystemFlags, DELIMITER,
+    pattern_matches, Account, Changes, HeaderSummary, MailboxInfo, MailboxView, MailstoreError,
+    MessageInfo, SpecialUse, StoreOp, SystemFlags, DELIMITER,
 };
 
 /// What a session holds of the store: its account (fixed at login) and the selected
@@ -967,7 +968,14 @@ pub struct FetchState {
     pub next: usize,
     /// Messages of the current batch not answered yet (their `\Seen` is already stored),
     /// with their index entries as they were before.
-    held: VecDeque<(u32, MessageInfo)>,
+    held: VecDeque<Held>,
+    /// The FETCH reads headers, and the header cache could be asked about this batch: make
+    /// summaries for the messages it lacks.
+    summarize: bool,
+    /// Summaries made in the current batch, noted in the cache when it ends.
+    fresh: Vec<(u32, HeaderSummary)>,
+    /// Summaries were noted: write the cache file when the FETCH ends.
+    noted: bool,
     /// Storing `\Seen` for the current batch failed: it is answered as read-only.
     seen_failed: bool,
     /// The rest of a response whose body streams from its file: it goes first.
@@ -976,6 +984,16 @@ pub struct FetchState {
     pub expunged: bool,
     /// Some messages could not be read.
     pub failed: bool,
+}
+
+/// A message of the current batch, not answered yet.
+struct Held {
+    seq: u32,
+    /// Its index entry as it was before the batch stored `\Seen`.
+    info: MessageInfo,
+    /// Its summary in the header cache, if it has one (asked only if the FETCH reads
+    /// headers).
+    headers: Option<Arc<HeaderSummary>>,
 }
 
 /// What a [`fetch_batch`] call left to do.
@@ -1007,6 +1025,9 @@ pub fn fetch_start(
         seqs,
         next: 0,
         held: VecDeque::new(),
+        summarize: false,
+        fresh: Vec::new(),
+        noted: false,
         seen_failed: false,
         stream: None,
         expunged: false,
@@ -1072,14 +1093,22 @@ pub fn fetch_batch(
         // responses are written from the flags as they were, which makes them show \Seen.
         st.held = st.seqs[st.next..end]
             .iter()
-            .filter_map(|&s| view.message(s).map(|m| (s, *m)))
+            .filter_map(|&seq| {
+                view.message(seq).map(|m| Held {
+                    seq,
+                    info: *m,
+                    headers: None,
+                })
+            })
             .collect();
         st.next = end;
+        st.summarize = attrs.iter().any(reads_header) && look_up_headers(view, &mut st.held);
         let to_see: Vec<u32> = st
             .held
             .iter()
-            .filter(|(_, m)| !m.expunged && will_set_seen(m.flags, &attrs, opts.read_only))
-            .map(|(_, m)| m.uid)
+            .map(|h| &h.info)
+            .filter(|m| !m.expunged && will_set_seen(m.flags, &attrs, opts.read_only))
+            .map(|m| m.uid)
             .collect();
         st.seen_failed = false;
         if !to_see.is_empty() {
@@ -1089,7 +1118,12 @@ pub fn fetch_batch(
             }
         }
     }
-    while let Some((seq, m)) = st.held.pop_front() {
+    while let Some(Held {
+        seq,
+        info: m,
+        headers,
+    }) = st.held.pop_front()
+    {
         if m.expunged && needs_file {
             st.expunged = true;
             continue;
@@ -1103,7 +1137,18 @@ pub fn fetch_batch(
             read_only: opts.read_only || st.seen_failed,
             ..opts
         };
-        match write_fetch_streaming(out, &meta, &open, &attrs, opts) {
+        // The header cache's summary comes from the parse the answer needs anyway.
+        let mut fresh = None;
+        let written = if st.summarize {
+            let cached = headers.as_deref();
+            write_fetch_streaming_cached(out, &meta, &open, &attrs, opts, cached, &mut fresh)
+        } else {
+            write_fetch_streaming(out, &meta, &open, &attrs, opts)
+        };
+        if let Some(summary) = fresh {
+            st.fresh.push((m.uid, summary));
+        }
+        match written {
             Ok((_, None)) => {}
             Ok((_, Some(stream))) => {
                 st.stream = Some(Box::new(stream));
@@ -1116,8 +1161,14 @@ pub fn fetch_batch(
             }
         }
     }
+    note_headers(view, st);
     if st.next < st.seqs.len() {
         return Batch::More;
+    }
+    if st.noted {
+        if let Err(e) = view.save_headers() {
+            tracing::warn!(mailbox = view.name(), error = %e, "cannot save the header cache");
+        }
     }
     let r = if st.expunged {
         Reply::no(
@@ -1130,6 +1181,36 @@ pub fn fetch_batch(
         Reply::ok(Vec::new(), None, "FETCH completed")
     };
     Batch::Done(finish(mail, r, st.uid))
+}
+
+/// Fills in the header cache's summaries of a batch's messages. False if the cache cannot
+/// be asked: then the batch makes none (it could not keep them either).
+fn look_up_headers(view: &MailboxView, held: &mut VecDeque<Held>) -> bool {
+    let uids: Vec<u32> = held.iter().map(|h| h.info.uid).collect();
+    match view.cached_headers_of(&uids) {
+        Ok(found) => {
+            for (h, summary) in held.iter_mut().zip(found) {
+                h.headers = summary;
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(mailbox = view.name(), error = %e, "header cache unavailable");
+            false
+        }
+    }
+}
+
+/// Hands the summaries a batch made to the header cache, in memory: the file is written
+/// once, when the FETCH ends ([`MailboxView::note_headers`]).
+fn note_headers(view: &MailboxView, st: &mut FetchState) {
+    if st.fresh.is_empty() {
+        return;
+    }
+    match view.note_headers(std::mem::take(&mut st.fresh)) {
+        Ok(()) => st.noted = true,
+        Err(e) => tracing::warn!(mailbox = view.name(), error = %e, "header cache unavailable"),
+    }
 }
 
 /// APPEND's end: commit the streamed message, then report.
@@ -1307,6 +1388,228 @@ mod tests {
             fetch_batch(&mut mail, &mut st, &mut out, STREAM_CHUNK),
             Batch::Done(_)
         ));
+    }
+
+    // -----------------------------------------------------------------------------------
+    // FETCH and the header cache
+
+    fn opens() -> u64 {
+        crate::mailstore::MESSAGE_OPENS.with(|c| c.get())
+    }
+
+    /// Runs a command line; returns its output and how many message files it opened.
+    fn run_counted(mail: &mut Mail, line: &str) -> (String, u64) {
+        let before = opens();
+        let (out, status) = run(mail, line);
+        assert_eq!(status, "Ok", "{line}: {out}");
+        (out, opens() - before)
+    }
+
+    /// `n` messages with the subjects `cache <i> end` (each a substring of no other).
+    fn append_subjects(mail: &Mail, n: usize) {
+        for i in 0..n {
+            let msg = format!("From: s{i}@example.net\r\nSubject: cache {i} end\r\n\r\nbody\r\n");
+            mail.account
+                .append_from(
+                    "INBOX",
+                    &mut msg.as_bytes(),
+                    SystemFlags::empty(),
+                    &[],
+                    None,
+                )
+                .unwrap();
+        }
+    }
+
+    /// Whether the cache file holds this text (a subject as the cache keeps it).
+    fn cache_holds(mail: &Mail, text: &str) -> bool {
+        let bytes = std::fs::read(mail.account.root().join("ironpost.cache")).unwrap();
+        bytes.windows(text.len()).any(|w| w == text.as_bytes())
+    }
+
+    #[test]
+    fn fetching_envelopes_fills_the_header_cache_for_search() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        let n = FETCH_BATCH_MESSAGES + 6;
+        append_subjects(&a, n);
+        run(&mut a, "SELECT INBOX");
+        let file = a.account.root().join("ironpost.cache");
+        // Neither the index alone nor a body without the header makes summaries.
+        assert_eq!(run_counted(&mut a, "FETCH 1:* (UID FLAGS)").1, 0);
+        assert_eq!(run_counted(&mut a, "FETCH 1:* BODY.PEEK[TEXT]").1, n as u64);
+        assert!(!file.exists());
+        assert!(a
+            .view
+            .as_ref()
+            .unwrap()
+            .cached_headers()
+            .unwrap()
+            .iter()
+            .all(Option::is_none));
+
+        // ENVELOPE reads each file once; the summaries go into memory a batch at a time and
+        // into the file when the FETCH ends.
+        let set = SequenceSet::parse("1:*").unwrap();
+        let items = FetchItems::Attrs(vec![FetchAttr::Envelope]);
+        let before = opens();
+        let mut st = fetch_start(&a, false, &set, items).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            fetch_batch(&mut a, &mut st, &mut out, STREAM_CHUNK),
+            Batch::More
+        ));
+        assert!(!file.exists(), "written once, at the end");
+        let cached = a.view.as_ref().unwrap().cached_headers().unwrap();
+        assert!(cached[..FETCH_BATCH_MESSAGES].iter().all(Option::is_some));
+        assert!(cached[FETCH_BATCH_MESSAGES..].iter().all(Option::is_none));
+        let Batch::Done(r) = fetch_batch(&mut a, &mut st, &mut out, STREAM_CHUNK) else {
+            panic!("the last batch");
+        };
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(opens() - before, n as u64);
+        assert!(file.is_file());
+        let view = a.view.as_ref().unwrap();
+        let cached = view.cached_headers().unwrap();
+        assert!(cached.iter().all(Option::is_some));
+        // The summary is what SEARCH itself would have made.
+        let subject: Vec<&str> = cached[3]
+            .as_ref()
+            .unwrap()
+            .field(b"subject")
+            .unwrap()
+            .values()
+            .unwrap()
+            .collect();
+        assert_eq!(subject, ["cache 3 end"]);
+
+        // SEARCH on header keys opens nothing, in this session, in another, and after a
+        // restart (a new store reads the file).
+        assert_eq!(
+            run_counted(&mut a, "SEARCH SUBJECT \"CACHE 7 END\""),
+            ("* SEARCH 8\r\n".into(), 0)
+        );
+        let mut b = login(&store);
+        run(&mut b, "SELECT INBOX");
+        assert_eq!(
+            run_counted(&mut b, "UID SEARCH OR FROM s69@ SENTBEFORE 1-Jan-2000"),
+            ("* SEARCH 70\r\n".into(), 0)
+        );
+        let restarted = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut c = login(&restarted);
+        run(&mut c, "SELECT INBOX");
+        assert_eq!(
+            run_counted(&mut c, "SEARCH SUBJECT \"cache 69 end\""),
+            ("* SEARCH 70\r\n".into(), 0)
+        );
+        // Fetched again: nothing new to keep, the file is left as it is.
+        let stamp = std::fs::metadata(&file).unwrap().modified().unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(run_counted(&mut c, "FETCH 1:* ENVELOPE").1, n as u64);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), stamp);
+    }
+
+    #[test]
+    fn header_fields_and_whole_messages_fill_the_cache_too() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        append_subjects(&a, 6);
+        run(&mut a, "SELECT INBOX");
+        // What Thunderbird asks for, on some; the whole message on others; a part of one.
+        run_counted(
+            &mut a,
+            "UID FETCH 1:2 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc \
+             Subject Date Message-ID Priority X-Priority References Newsgroups In-Reply-To \
+             Content-Type Reply-To)])",
+        );
+        run_counted(&mut a, "FETCH 3 BODY.PEEK[]");
+        run_counted(&mut a, "FETCH 4 RFC822.HEADER");
+        run_counted(&mut a, "FETCH 5 BODY.PEEK[1]");
+        let cached = a.view.as_ref().unwrap().cached_headers().unwrap();
+        let have: Vec<bool> = cached.iter().map(Option::is_some).collect();
+        assert_eq!(have, [true, true, true, true, false, false]);
+        // Only the two without a summary are read.
+        assert_eq!(
+            run_counted(&mut a, "SEARCH FROM example.net SUBJECT \"cache 2\""),
+            ("* SEARCH 3\r\n".into(), 2)
+        );
+        assert_eq!(
+            run_counted(&mut a, "SEARCH SUBJECT \"cache 5\""),
+            ("* SEARCH 6\r\n".into(), 0)
+        );
+    }
+
+    #[test]
+    fn messages_changed_after_the_fetch_are_answered_as_they_are_now() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        let mut b = login(&store);
+        let n = FETCH_BATCH_MESSAGES + 6;
+        append_subjects(&a, n);
+        run(&mut a, "SELECT INBOX");
+        run(&mut b, "SELECT INBOX");
+
+        // b expunges a message a has fetched (and noted) and one a has yet to fetch, while
+        // a's FETCH is between batches.
+        let set = SequenceSet::parse("1:*").unwrap();
+        let items = FetchItems::Attrs(vec![FetchAttr::Envelope]);
+        let mut st = fetch_start(&a, false, &set, items).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            fetch_batch(&mut a, &mut st, &mut out, STREAM_CHUNK),
+            Batch::More
+        ));
+        run(&mut b, "STORE 1,70 +FLAGS.SILENT (\\Deleted)");
+        run(&mut b, "EXPUNGE");
+        let Batch::Done(r) = fetch_batch(&mut a, &mut st, &mut out, STREAM_CHUNK) else {
+            panic!("the last batch");
+        };
+        assert_eq!(r.code.as_deref(), Some("EXPUNGEISSUED"));
+        // The file holds every message still there, and neither expunged one.
+        assert!(cache_holds(&a, "cache 1 end") && cache_holds(&a, "cache 68 end"));
+        assert!(!cache_holds(&a, "cache 0 end") && !cache_holds(&a, "cache 69 end"));
+
+        // Flag changes rename files (UIDs 3 to 5): their entries stay good. Another expunge
+        // after the fetch (UID 6): the message is found no more.
+        run(&mut b, "UID STORE 3:5 +FLAGS.SILENT (\\Seen $Work)");
+        run(&mut b, "UID STORE 6 +FLAGS.SILENT (\\Deleted)");
+        run(&mut b, "EXPUNGE");
+        assert_eq!(
+            run_counted(
+                &mut b,
+                "UID SEARCH OR SUBJECT \"cache 2 end\" SUBJECT \"cache 5 end\""
+            ),
+            ("* SEARCH 3\r\n".into(), 0)
+        );
+        // a still has the old numbers (UIDs 1, 6 and 70 wait to be reported expunged): it
+        // finds what is there, not the expunged ones, and reads no file.
+        let (out, read) = run_counted(
+            &mut a,
+            "UID SEARCH OR OR SUBJECT \"cache 0 end\" SUBJECT \"cache 3 end\" \
+             OR SUBJECT \"cache 5 end\" SUBJECT \"cache 69 end\"",
+        );
+        assert_eq!((out.lines().next(), read), (Some("* SEARCH 4"), 0), "{out}");
+        let restarted = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut c = login(&restarted);
+        run(&mut c, "SELECT INBOX");
+        assert_eq!(
+            run_counted(&mut c, "UID SEARCH SUBJECT cache"),
+            (
+                format!(
+                    "* SEARCH {}\r\n",
+                    (2..70)
+                        .filter(|u| *u != 6)
+                        .map(|u| u.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                0
+            )
+        );
     }
 
     #[test]
