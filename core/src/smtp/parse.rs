@@ -141,6 +141,46 @@ const fn word4(verb: &[u8; 4]) -> u32 {
     u32::from_le_bytes(*verb)
 }
 
+/// The four-letter verbs, each at the slot a perfect hash of its word gives: one multiply,
+/// one load and one compare. A `match` on the word compiled to a tree of compares that
+/// mispredicted about once a line on a mixed command stream.
+static VERBS4: [(u32, Option<Verb>); 16] = verbs4();
+
+/// Found by search: the twelve verbs' words fall in twelve different slots.
+const VERB_HASH: u32 = 0x7549_1bc3;
+
+const fn verb_slot(word: u32) -> usize {
+    (word.wrapping_mul(VERB_HASH) >> 28) as usize
+}
+
+const fn verbs4() -> [(u32, Option<Verb>); 16] {
+    let verbs = [
+        (b"ehlo", Verb::Ehlo),
+        (b"helo", Verb::Helo),
+        (b"mail", Verb::Mail),
+        (b"rcpt", Verb::Rcpt),
+        (b"data", Verb::Data),
+        (b"bdat", Verb::Bdat),
+        (b"rset", Verb::Rset),
+        (b"noop", Verb::Noop),
+        (b"quit", Verb::Quit),
+        (b"vrfy", Verb::Vrfy),
+        (b"help", Verb::Help),
+        (b"auth", Verb::Auth),
+    ];
+    let mut table = [(0, None); 16];
+    let mut i = 0;
+    while i < verbs.len() {
+        let word = word4(verbs[i].0);
+        let slot = verb_slot(word);
+        // Checked at compile time.
+        assert!(table[slot].1.is_none(), "two verbs share a slot");
+        table[slot] = (word, Some(verbs[i].1));
+        i += 1;
+    }
+    table
+}
+
 impl Verb {
     /// The verb spelled by `token` (the line up to its first SP), in any case.
     ///
@@ -149,33 +189,9 @@ impl Verb {
     /// that letter in either case, so the compare is exact.
     fn recognize(token: &[u8]) -> Option<Verb> {
         if let Ok(w) = <[u8; 4]>::try_from(token) {
-            const EHLO: u32 = word4(b"ehlo");
-            const HELO: u32 = word4(b"helo");
-            const MAIL: u32 = word4(b"mail");
-            const RCPT: u32 = word4(b"rcpt");
-            const DATA: u32 = word4(b"data");
-            const BDAT: u32 = word4(b"bdat");
-            const RSET: u32 = word4(b"rset");
-            const NOOP: u32 = word4(b"noop");
-            const QUIT: u32 = word4(b"quit");
-            const VRFY: u32 = word4(b"vrfy");
-            const HELP: u32 = word4(b"help");
-            const AUTH: u32 = word4(b"auth");
-            return Some(match u32::from_le_bytes(w) | 0x2020_2020 {
-                EHLO => Verb::Ehlo,
-                HELO => Verb::Helo,
-                MAIL => Verb::Mail,
-                RCPT => Verb::Rcpt,
-                DATA => Verb::Data,
-                BDAT => Verb::Bdat,
-                RSET => Verb::Rset,
-                NOOP => Verb::Noop,
-                QUIT => Verb::Quit,
-                VRFY => Verb::Vrfy,
-                HELP => Verb::Help,
-                AUTH => Verb::Auth,
-                _ => return None,
-            });
+            let w = u32::from_le_bytes(w) | 0x2020_2020;
+            let (word, verb) = VERBS4[verb_slot(w)];
+            return if word == w { verb } else { None };
         }
         let w = <[u8; 8]>::try_from(token).ok()?;
         (u64::from_le_bytes(w) | 0x2020_2020_2020_2020 == u64::from_le_bytes(*b"starttls"))
@@ -315,6 +331,20 @@ fn byte(i: &str, b: u8) -> PResult<'_, ()> {
     }
 }
 
+/// Whether `s` is `keyword` (lower case ASCII) in any case. With `keyword` a constant,
+/// each octet compiles to one OR and one compare: setting bit 5 folds a letter's upper case
+/// onto its lower case, and octets that are not letters are compared exactly. No branch per
+/// octet: keywords are tried one after another, and an early exit would be mispredicted.
+#[inline(always)]
+fn keyword_is<const N: usize>(s: impl AsRef<[u8]>, keyword: &[u8; N]) -> bool {
+    let s = s.as_ref();
+    s.len() == N
+        && s.iter().zip(keyword).fold(true, |same, (&c, &k)| {
+            let fold = if k.is_ascii_lowercase() { 0x20 } else { 0 };
+            same & (c | fold == k)
+        })
+}
+
 /// `i` split after `n` octets, the first part returned as the parsed value.
 fn taken(i: &str, n: usize) -> PResult<'_, &str> {
     Ok((&i[n..], &i[..n]))
@@ -348,9 +378,9 @@ fn free_text(a: &str) -> Result<&str, ParseError> {
 /// included for a literal).
 fn helo_argument(arg: Option<&str>) -> Result<&str, ParseError> {
     let a = arg.ok_or(ParseError::Syntax)?;
-    let rest = match address_literal(a) {
-        Ok((rest, _)) => rest,
-        Err(_) => domain_name(a).map_err(|_| ParseError::Syntax)?.0,
+    let rest = match a.as_bytes().first() {
+        Some(b'[') => address_literal(a).map_err(|_| ParseError::Syntax)?.0,
+        _ => domain_name(a).map_err(|_| ParseError::Syntax)?.0,
     };
     if rest.is_empty() {
         Ok(a)
@@ -417,7 +447,7 @@ fn bdat(arg: Option<&str>) -> Result<Command<'_>, ParseError> {
     }
     let (digits, last) = match a.bytes().position(|b| b == b' ') {
         None => (a, false),
-        Some(sp) if a[sp + 1..].eq_ignore_ascii_case("LAST") => (&a[..sp], true),
+        Some(sp) if keyword_is(&a[sp + 1..], b"last") => (&a[..sp], true),
         Some(_) => return Err(ParseError::Syntax),
     };
     let size = number(digits).ok_or(ParseError::Syntax)?;
@@ -453,9 +483,9 @@ fn auth(arg: Option<&str>) -> Result<Command<'_>, ParseError> {
         [b' ', response @ ..] if is_base64(response) => Some(InitialResponse::Base64(&rest[1..])),
         _ => return Err(ParseError::Syntax),
     };
-    let mechanism = if mechanism.eq_ignore_ascii_case("PLAIN") {
+    let mechanism = if keyword_is(mechanism, b"plain") {
         AuthMechanism::Plain
-    } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+    } else if keyword_is(mechanism, b"login") {
         AuthMechanism::Login
     } else {
         AuthMechanism::Other(mechanism)
@@ -515,30 +545,30 @@ fn apply_param<'a>(
     val: Option<&'a str>,
 ) -> Result<(), ParseError> {
     let bad = ParseError::BadParameter;
-    if keyword.eq_ignore_ascii_case("SIZE") {
+    if keyword_is(keyword, b"size") {
         let v = val.ok_or(bad)?;
         if params.size.is_some() {
             return Err(bad);
         }
         params.size = Some(number(v).ok_or(bad)?);
-    } else if keyword.eq_ignore_ascii_case("BODY") {
+    } else if keyword_is(keyword, b"body") {
         let v = val.ok_or(bad)?;
         if params.body.is_some() {
             return Err(bad);
         }
-        params.body = Some(if v.eq_ignore_ascii_case("7BIT") {
+        params.body = Some(if keyword_is(v, b"7bit") {
             BodyType::SevenBit
-        } else if v.eq_ignore_ascii_case("8BITMIME") {
+        } else if keyword_is(v, b"8bitmime") {
             BodyType::EightBitMime
         } else {
             return Err(bad);
         });
-    } else if keyword.eq_ignore_ascii_case("SMTPUTF8") {
+    } else if keyword_is(keyword, b"smtputf8") {
         if val.is_some() || params.smtputf8 {
             return Err(bad);
         }
         params.smtputf8 = true;
-    } else if keyword.eq_ignore_ascii_case("AUTH") {
+    } else if keyword_is(keyword, b"auth") {
         let v = val.ok_or(bad)?;
         if params.auth.is_some() || !is_xtext(v) {
             return Err(bad);
@@ -579,9 +609,9 @@ fn reverse_path(i: &str) -> PResult<'_, ReversePath<'_>> {
 
 /// `"<Postmaster>"` (any case, no domain) or a `Path`.
 fn forward_path(i: &str) -> PResult<'_, ForwardPath<'_>> {
-    const POSTMASTER: &[u8] = b"<postmaster>";
+    const POSTMASTER: &[u8; 12] = b"<postmaster>";
     match i.as_bytes().get(..POSTMASTER.len()) {
-        Some(p) if p[1] | 0x20 == b'p' && p.eq_ignore_ascii_case(POSTMASTER) => {
+        Some(p) if keyword_is(p, POSTMASTER) => {
             Ok((&i[POSTMASTER.len()..], ForwardPath::Postmaster))
         }
         _ => map(path, ForwardPath::Mailbox).parse(i),
@@ -589,11 +619,16 @@ fn forward_path(i: &str) -> PResult<'_, ForwardPath<'_>> {
 }
 
 /// `"<" [ A-d-l ":" ] Mailbox ">"`; a source route is parsed and dropped.
+// Inlined: returned through memory, the mailbox is stored in words and reloaded in wider
+// moves, a store-forwarding stall in each caller.
+#[inline(always)]
 fn path(i: &str) -> PResult<'_, Mailbox<'_>> {
     let (i, ()) = byte(i, b'<')?;
-    let i = match source_route(i) {
-        Ok((rest, ())) => rest,
-        Err(_) => i,
+    // Each alternative is tried only where its first octet is; the call of one that
+    // cannot match costs as much as a short match.
+    let i = match i.as_bytes().first() {
+        Some(b'@') => source_route(i).map_or(i, |(rest, ())| rest),
+        _ => i,
     };
     let (i, m) = mailbox(i)?;
     let (i, ()) = byte(i, b'>')?;
@@ -624,12 +659,9 @@ fn mailbox(i: &str) -> PResult<'_, Mailbox<'_>> {
 
 /// `Dot-string / Quoted-string`, at most 64 octets as written.
 fn local_part(i: &str) -> PResult<'_, LocalPart<'_>> {
-    let (rest, local) = match quoted_string(i) {
-        Ok((rest, q)) => (rest, LocalPart::Quoted(q)),
-        Err(_) => {
-            let (rest, d) = dot_string(i)?;
-            (rest, LocalPart::Dot(d))
-        }
+    let (rest, local) = match i.as_bytes().first() {
+        Some(b'"') => quoted_string(i).map(|(rest, q)| (rest, LocalPart::Quoted(q)))?,
+        _ => dot_string(i).map(|(rest, d)| (rest, LocalPart::Dot(d)))?,
     };
     if i.len() - rest.len() > MAX_LOCAL_PART {
         return Err(nom::Err::Error(Error::new(i, ErrorKind::TooLarge)));
@@ -669,9 +701,9 @@ fn quoted_string(i: &str) -> PResult<'_, &str> {
 
 /// `Domain / address-literal`.
 fn domain(i: &str) -> PResult<'_, Domain<'_>> {
-    match address_literal(i) {
-        Ok((rest, lit)) => Ok((rest, Domain::Literal(lit))),
-        Err(_) => domain_name(i).map(|(rest, name)| (rest, Domain::Name(name))),
+    match i.as_bytes().first() {
+        Some(b'[') => address_literal(i).map(|(rest, lit)| (rest, Domain::Literal(lit))),
+        _ => domain_name(i).map(|(rest, name)| (rest, Domain::Name(name))),
     }
 }
 
