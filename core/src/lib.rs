@@ -4,6 +4,7 @@
 
 pub mod imap;
 pub mod pop3;
+pub mod scan;
 pub mod service;
 pub mod smtp;
 pub mod tls;

@@ -327,7 +327,7 @@ fn line_at<'a>(
     let window_end = input
         .len()
         .min(pos.saturating_add(limits.max_line).saturating_add(2));
-    let Some(lf) = memchr::memchr(b'\n', &input[pos..window_end]) else {
+    let Some(lf) = crate::scan::find_lf(&input[pos..window_end]) else {
         if window_end - pos < limits.max_line.saturating_add(2) {
             return Err(ParseError::Incomplete(Needed::Line));
         }

@@ -650,6 +650,7 @@ fn source_route(i: &str) -> PResult<'_, ()> {
 }
 
 /// `Local-part "@" ( Domain / address-literal )`.
+#[inline(always)]
 fn mailbox(i: &str) -> PResult<'_, Mailbox<'_>> {
     let (i, local) = local_part(i)?;
     let (i, ()) = byte(i, b'@')?;
@@ -658,6 +659,7 @@ fn mailbox(i: &str) -> PResult<'_, Mailbox<'_>> {
 }
 
 /// `Dot-string / Quoted-string`, at most 64 octets as written.
+#[inline(always)]
 fn local_part(i: &str) -> PResult<'_, LocalPart<'_>> {
     let (rest, local) = match i.as_bytes().first() {
         Some(b'"') => quoted_string(i).map(|(rest, q)| (rest, LocalPart::Quoted(q)))?,
@@ -670,6 +672,7 @@ fn local_part(i: &str) -> PResult<'_, LocalPart<'_>> {
 }
 
 /// `Atom *("." Atom)`.
+#[inline(always)]
 fn dot_string(i: &str) -> PResult<'_, &str> {
     let b = i.as_bytes();
     let mut n = run_len(i, C_ATEXT);
@@ -700,6 +703,7 @@ fn quoted_string(i: &str) -> PResult<'_, &str> {
 }
 
 /// `Domain / address-literal`.
+#[inline(always)]
 fn domain(i: &str) -> PResult<'_, Domain<'_>> {
     match i.as_bytes().first() {
         Some(b'[') => address_literal(i).map(|(rest, lit)| (rest, Domain::Literal(lit))),

@@ -487,7 +487,7 @@ impl Session {
             Mode::Bdat { .. } => self.step_bdat(),
             Mode::DiscardLine => {
                 let rest = &self.input[self.pos..];
-                match memchr::memchr(b'\n', rest) {
+                match crate::scan::find_lf(rest) {
                     Some(i) => {
                         self.pos += i + 1;
                         self.mode = Mode::Commands;
@@ -508,7 +508,7 @@ impl Session {
     fn step_line(&mut self) -> bool {
         let rest = &self.input[self.pos..];
         let max = self.config.max_line_length;
-        let Some(nl) = memchr::memchr(b'\n', rest) else {
+        let Some(nl) = crate::scan::find_lf(rest) else {
             if rest.len() >= max {
                 self.pos = self.input.len();
                 self.line_too_long();
