@@ -57,6 +57,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
     };
     let (token, rest) = line.split_at(token_len);
     let Some(verb) = Verb::recognize(token) else {
+        // The guess of four may have cut a shorter token's argument: split again.
+        let (token, rest) =
+            line.split_at(line.iter().position(|&c| c == b' ').unwrap_or(line.len()));
         return Err(if token.is_ascii() && utf8(rest).is_ok() {
             ParseError::UnknownCommand
         } else {
@@ -895,6 +898,10 @@ mod tests {
             "STARTTL",
             "SEND FROM:<a@b>",
             "X",
+            // Four octets with an SP inside: the verb is shorter, its argument UTF-8.
+            " \u{c0}.",
+            "AB \u{e9}",
+            "A B",
         ] {
             assert_eq!(parse(line), Err(UnknownCommand), "{line}");
         }
