@@ -1,4 +1,4 @@
-//! Finding the end of a protocol line.
+//! Finding line ends in protocol input.
 
 /// The position of the first LF in `haystack`.
 ///
@@ -16,9 +16,40 @@ pub fn find_lf(haystack: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', haystack)
 }
 
+/// The position of the first CR or LF in `haystack`: the end of the run of ordinary octets
+/// in a DATA line. Lines average well under a hundred octets, so, as for [`find_lf`], the
+/// inlined SSE2 searcher beats a dispatched one.
+#[inline]
+pub fn find_cr_or_lf(haystack: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(crlf) = memchr::arch::x86_64::sse2::memchr::Two::new(b'\r', b'\n') {
+        return crlf.find(haystack);
+    }
+    memchr::memchr2(b'\r', b'\n', haystack)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::find_lf;
+    use super::{find_cr_or_lf, find_lf};
+
+    #[test]
+    fn finds_the_first_cr_or_lf_at_every_position_and_length() {
+        for len in 0..80 {
+            for at in 0..=len {
+                for end in [b'\r', b'\n'] {
+                    let mut hay = vec![b'x'; len];
+                    if at < len {
+                        hay[at] = end;
+                        if at + 1 < len {
+                            hay[len - 1] = b'\r';
+                        }
+                    }
+                    let want = (at < len).then_some(at);
+                    assert_eq!(find_cr_or_lf(&hay), want, "len {len}, end at {at}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn finds_the_first_lf_at_every_position_and_length() {

@@ -86,12 +86,20 @@ impl DotDecoder {
                     State::Text
                 }
                 (State::LineStart | State::Text, _) => {
-                    // Copy the run of ordinary bytes at once.
-                    let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
-                    out.push(b);
-                    out.extend_from_slice(&input[i..i + run]);
-                    i += run;
-                    State::Text
+                    // Copy the run of ordinary bytes at once, with the CRLF that usually ends
+                    // it: one copy a line.
+                    let start = i - 1;
+                    i += crate::scan::find_cr_or_lf(&input[i..]).unwrap_or(input.len() - i);
+                    let crlf = input.get(i..i + 2) == Some(b"\r\n");
+                    if crlf {
+                        i += 2;
+                    }
+                    out.extend_from_slice(&input[start..i]);
+                    if crlf {
+                        State::LineStart
+                    } else {
+                        State::Text
+                    }
                 }
                 (State::Cr, b'\n') => {
                     out.extend_from_slice(b"\r\n");
