@@ -1,14 +1,16 @@
-//! nom parser for SMTP command lines (RFC 5321 4.1, with SIZE, 8BITMIME, SMTPUTF8,
-//! CHUNKING and AUTH).
+//! Parser for SMTP command lines (RFC 5321 4.1, with SIZE, 8BITMIME, SMTPUTF8, CHUNKING
+//! and AUTH), in nom's style: each rule takes the rest of the input and returns what is left
+//! with its value (`IResult`), so every string in the resulting [`Command`] is a slice of the
+//! caller's buffer and the parse path never allocates.
 //!
-//! The line is checked to be UTF-8 once, up front; everything after that is nom over `&str`,
-//! so every string in the resulting [`Command`] is a slice of the caller's buffer and the
-//! parse path never allocates.
-//!
-//! Every character class is tested on octets, never on decoded `char`s: the classes either
-//! take every non-ASCII octet (addresses and domains, where RFC 6531 allows UTF-8) or none,
-//! so a run of them always ends on a character boundary. The verb is matched as one 32- or
-//! 64-bit word. Both keep a command line to a few dozen nanoseconds.
+//! The verb, the SP after it and trailing blanks are ASCII and found on octets; the argument
+//! is checked to be UTF-8 once (a word-at-a-time ASCII test, `from_utf8` only when it is not
+//! ASCII). Every character class is one lookup in a table of octets, never a decoded `char`:
+//! the classes either take every non-ASCII octet (addresses and domains, where RFC 6531
+//! allows UTF-8) or none, so a run of them always ends on a character boundary. A
+//! four-letter verb is found by a perfect hash of its case-folded word, keywords are
+//! compared a word or a fold at a time, and each alternative is tried only where its first
+//! octet is. Together these keep a command line to a few dozen nanoseconds.
 //!
 //! Errors are classified by the stage that fails: the verb ([`ParseError::UnknownCommand`]),
 //! the arguments ([`ParseError::Syntax`]), a path ([`ParseError::BadAddress`]) or an ESMTP
