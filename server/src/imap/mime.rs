@@ -321,16 +321,12 @@ impl ParsedMessage {
     }
 }
 
-/// Whether the octets need [`rewrite`]: a bare LF or a NUL.
+/// Whether the octets need [`rewrite`]: a bare LF or a NUL. Every message open asks this
+/// of the whole file (a mapped attachment of tens of MB included), so it goes from line end
+/// to line end with `memchr` rather than octet by octet.
 fn needs_rewrite(b: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &c in b {
-        if (c == b'\n' && prev != b'\r') || c == 0 {
-            return true;
-        }
-        prev = c;
-    }
-    false
+    memchr::memchr_iter(b'\n', b).any(|lf| lf == 0 || b[lf - 1] != b'\r')
+        || memchr::memchr(0, b).is_some()
 }
 
 /// The message as IMAP serves it: bare LFs become CRLF, NULs become 0x80.
@@ -1699,6 +1695,27 @@ pub(crate) mod tests {
         // CRLF files are kept as they are.
         let m = ParsedMessage::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
         assert_eq!(m.bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    #[test]
+    fn needs_rewrite_finds_every_bare_lf_and_nul() {
+        let naive = |b: &[u8]| {
+            b.iter()
+                .enumerate()
+                .any(|(i, &c)| c == 0 || (c == b'\n' && (i == 0 || b[i - 1] != b'\r')))
+        };
+        // Every string of up to seven octets over the four that matter.
+        let alphabet = [b'a', b'\r', b'\n', 0];
+        for len in 0..=7u32 {
+            for mut n in 0..4usize.pow(len) {
+                let mut b = Vec::new();
+                for _ in 0..len {
+                    b.push(alphabet[n % 4]);
+                    n /= 4;
+                }
+                assert_eq!(needs_rewrite(&b), naive(&b), "{b:?}");
+            }
+        }
     }
 
     /// Found by the imap_mime fuzz target: an RFC 2231 parameter value decodes `%00` to NUL,
