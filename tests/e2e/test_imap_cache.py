@@ -56,6 +56,16 @@ def fetch_envelopes(m: imaplib.IMAP4, count: int) -> None:
     assert sum(1 for d in data if d and b"ENVELOPE (" in d) == count, data
 
 
+def four_fetched(server, m: imaplib.IMAP4) -> list[str]:
+    """Appends four messages, selects INBOX and fetches their envelopes, which writes the
+    cache; returns the subjects in order."""
+    subjects = [subject_of(x) for x in append_all(m, 4)]
+    ok(m.select("INBOX"))
+    fetch_envelopes(m, 4)
+    assert cache_file(server).is_file()
+    return subjects
+
+
 def cache_file(server) -> Path:
     return server.maildir(ALICE) / CACHE
 
@@ -106,11 +116,7 @@ def test_search_after_another_session_expunges_and_renames(server):
     m = imaps(server)
     other = imaps(server)
     try:
-        msgs = append_all(m, 4)
-        subjects = [subject_of(x) for x in msgs]
-        ok(m.select("INBOX"))
-        fetch_envelopes(m, 4)
-        assert cache_file(server).is_file()
+        subjects = four_fetched(server, m)
         # Another session expunges message 2 and sets flags on 3 (its file is renamed).
         ok(other.select("INBOX"))
         ok(other.store("2", "+FLAGS.SILENT", "\\Deleted"))
@@ -148,11 +154,7 @@ def test_search_after_another_session_expunges_and_renames(server):
 def test_search_after_another_program_changes_the_files(server):
     m = imaps(server)
     try:
-        msgs = append_all(m, 4)
-        subjects = [subject_of(x) for x in msgs]
-        ok(m.select("INBOX"))
-        fetch_envelopes(m, 4)
-        assert cache_file(server).is_file()
+        subjects = four_fetched(server, m)
         files = {subject_of(p.read_bytes()): p
                  for p in server.files(ALICE, "cur") + server.files(ALICE, "new")}
         assert set(files) == set(subjects)

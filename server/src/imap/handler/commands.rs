@@ -1264,8 +1264,13 @@ mod tests {
     }
 
     fn append(mail: &Mail, n: usize) {
+        append_made(mail, n, |i| format!("Subject: m{i}\r\n\r\nbody {i}\r\n"));
+    }
+
+    /// Appends `n` messages to INBOX, the `i`th made by `make(i)`.
+    fn append_made(mail: &Mail, n: usize, make: impl Fn(usize) -> String) {
         for i in 0..n {
-            let msg = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+            let msg = make(i);
             mail.account
                 .append_from(
                     "INBOX",
@@ -1407,18 +1412,9 @@ mod tests {
 
     /// `n` messages with the subjects `cache <i> end` (each a substring of no other).
     fn append_subjects(mail: &Mail, n: usize) {
-        for i in 0..n {
-            let msg = format!("From: s{i}@example.net\r\nSubject: cache {i} end\r\n\r\nbody\r\n");
-            mail.account
-                .append_from(
-                    "INBOX",
-                    &mut msg.as_bytes(),
-                    SystemFlags::empty(),
-                    &[],
-                    None,
-                )
-                .unwrap();
-        }
+        append_made(mail, n, |i| {
+            format!("From: s{i}@example.net\r\nSubject: cache {i} end\r\n\r\nbody\r\n")
+        });
     }
 
     /// Whether the cache file holds this text (a subject as the cache keeps it).
