@@ -368,6 +368,25 @@ fn overlong_line_is_answered_once_and_sync_is_kept() {
     );
 }
 
+/// Found by the smtp_session fuzz target: the error that hit `max_errors` was a line too
+/// long arriving without its end, and the session went on discarding it instead of
+/// closing, so more commands were answered after the 421.
+#[test]
+fn an_overlong_line_that_is_the_last_error_closes_the_session() {
+    let mut c = config();
+    c.max_line_length = 512;
+    c.max_errors = 2;
+    let mut h = Harness::new(c);
+    assert!(h.send(b"FOO\r\n").starts_with("500 "));
+    let long = vec![b'x'; 600];
+    assert_eq!(
+        h.send(&long),
+        "500 5.5.2 Line too long\r\n421 4.7.0 Too many errors, closing connection\r\n"
+    );
+    assert!(h.s.is_closed());
+    assert_eq!(h.send(b"\r\nDATA\r\n"), "");
+}
+
 #[test]
 fn line_at_the_limit_is_accepted() {
     let mut c = config();

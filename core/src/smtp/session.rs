@@ -512,7 +512,10 @@ impl Session {
             if rest.len() >= max {
                 self.pos = self.input.len();
                 self.line_too_long();
-                self.mode = Mode::DiscardLine;
+                // Unless that was one error too many and the session is closed.
+                if !self.is_closed() {
+                    self.mode = Mode::DiscardLine;
+                }
                 return true;
             }
             return false;
