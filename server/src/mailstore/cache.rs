@@ -37,7 +37,9 @@
 //! that is short, damaged, of another version or fails its checksum is ignored whole and
 //! rebuilt by the next searches. Another process's rewrite is noticed by the file's stamp and
 //! merged into what this one knows. A SEARCH writes it once it has made new summaries; a
-//! FETCH adds its summaries in memory a batch at a time and writes it once, at its end.
+//! FETCH adds its summaries in memory a batch at a time and, at its end, writes the file if
+//! enough are new (`worth_saving`: one in sixteen entries, at most 64); fewer stay in memory
+//! until a later write, and are lost (made again when needed) if the process ends first.
 
 use hashbrown::{HashMap, HashSet};
 use std::fs;
@@ -257,6 +259,8 @@ pub(crate) struct HeaderCache {
     stamp: Option<FileStamp>,
     /// Entries the file lacks (or has and should not): write it.
     dirty: bool,
+    /// Summaries added since the file was last written.
+    unsaved: usize,
 }
 
 impl HeaderCache {
@@ -370,7 +374,16 @@ impl HeaderCache {
                 },
             );
             self.dirty = true;
+            self.unsaved += 1;
         }
+    }
+
+    /// Whether enough summaries were added since the last write to write the whole file for
+    /// them: one in sixteen of the entries, capped at 64, so a mailbox of 10,000 messages is
+    /// rewritten once per 64 new summaries (a client fetching each new message's ENVELOPE
+    /// as it arrives) rather than once per message, and a small one at once.
+    pub(crate) fn worth_saving(&self) -> bool {
+        self.dirty && self.unsaved >= (self.entries.len() / 16).clamp(1, 64)
     }
 
     /// Writes the file if it lacks something we know, dropping entries of messages no longer
@@ -395,6 +408,7 @@ impl HeaderCache {
         self.stamp = Some(stamp);
         self.loaded = true;
         self.dirty = false;
+        self.unsaved = 0;
         tracing::debug!(
             dir = %dir.display(),
             messages = self.len(),

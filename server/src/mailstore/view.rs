@@ -415,23 +415,31 @@ impl MailboxView {
     /// and writes the cache file. Summaries of messages expunged meanwhile are dropped, and
     /// so are all of them if the mailbox's UIDs were reset since this view looked.
     pub fn cache_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
-        self.update_headers(summaries, true)
+        self.update_headers(summaries, Save::Always)
     }
 
     /// [`Self::cache_headers`] in memory only (every session of this process sees them at
     /// once); [`Self::save_headers`] writes the file. FETCH notes each batch's summaries and
-    /// saves once at its end: writing the whole file after every batch would make a FETCH of
-    /// a large mailbox write it over and over.
+    /// saves at its end, if that is worth it ([`Self::save_headers_if_worth_it`]): writing
+    /// the whole file after every batch would make a FETCH of a large mailbox write it over
+    /// and over.
     pub fn note_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
-        self.update_headers(summaries, false)
+        self.update_headers(summaries, Save::Never)
     }
 
     /// Writes the cache file if it lacks summaries noted with [`Self::note_headers`].
     pub fn save_headers(&self) -> Result<()> {
-        self.update_headers(Vec::new(), true)
+        self.update_headers(Vec::new(), Save::Always)
     }
 
-    fn update_headers(&self, summaries: Vec<(u32, HeaderSummary)>, save: bool) -> Result<()> {
+    /// [`Self::save_headers`] if enough summaries were noted since the file was last
+    /// written to be worth rewriting it (see `HeaderCache::worth_saving`); the others stay in
+    /// memory, for every session of this process, until a later save.
+    pub fn save_headers_if_worth_it(&self) -> Result<()> {
+        self.update_headers(Vec::new(), Save::IfWorthIt)
+    }
+
+    fn update_headers(&self, summaries: Vec<(u32, HeaderSummary)>, save: Save) -> Result<()> {
         let uidvalidity = self.uidvalidity;
         self.shared.run(None, |st, ctx| {
             if st.gone {
@@ -441,6 +449,11 @@ impl MailboxView {
             if st.uidvalidity == uidvalidity {
                 st.headers.insert(&st.entries, summaries);
             }
+            let save = match save {
+                Save::Never => false,
+                Save::IfWorthIt => st.headers.worth_saving(),
+                Save::Always => true,
+            };
             if !save {
                 return Ok(());
             }
@@ -479,6 +492,14 @@ impl MailboxView {
         shared.run(Some(self.id), |st, ctx| st.remove(ctx, &moved))?;
         Ok(result)
     }
+}
+
+/// When [`MailboxView::update_headers`] writes the cache file.
+#[derive(Debug, Clone, Copy)]
+enum Save {
+    Never,
+    IfWorthIt,
+    Always,
 }
 
 impl Drop for MailboxView {

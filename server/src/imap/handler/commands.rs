@@ -1166,7 +1166,7 @@ pub fn fetch_batch(
         return Batch::More;
     }
     if st.noted {
-        if let Err(e) = view.save_headers() {
+        if let Err(e) = view.save_headers_if_worth_it() {
             tracing::warn!(mailbox = view.name(), error = %e, "cannot save the header cache");
         }
     }
@@ -1201,8 +1201,8 @@ fn look_up_headers(view: &MailboxView, held: &mut VecDeque<Held>) -> bool {
     }
 }
 
-/// Hands the summaries a batch made to the header cache, in memory: the file is written
-/// once, when the FETCH ends ([`MailboxView::note_headers`]).
+/// Hands the summaries a batch made to the header cache, in memory: the file is written,
+/// if enough are new, when the FETCH ends ([`MailboxView::save_headers_if_worth_it`]).
 fn note_headers(view: &MailboxView, st: &mut FetchState) {
     if st.fresh.is_empty() {
         return;
@@ -1505,6 +1505,36 @@ mod tests {
         assert_eq!(run_counted(&mut c, "FETCH 1:* ENVELOPE").1, n as u64);
         assert_eq!(std::fs::read(&file).unwrap(), bytes);
         assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), stamp);
+    }
+
+    #[test]
+    fn a_large_mailbox_cache_is_rewritten_once_per_many_new_summaries() {
+        let td = TempDir::new();
+        let store = MailStore::open(td.path(), "mx.example.org").unwrap();
+        let mut a = login(&store);
+        append_subjects(&a, 200);
+        run(&mut a, "SELECT INBOX");
+        run_counted(&mut a, "FETCH 1:* ENVELOPE");
+        let file = a.account.root().join("ironpost.cache");
+        let bytes = std::fs::read(&file).unwrap();
+        let new =
+            |from: usize| move |i: usize| format!("Subject: new {} end\r\n\r\nbody\r\n", from + i);
+        // One new message, its ENVELOPE fetched as a client does when it arrives: the
+        // summary is kept in memory and used, the file (200 entries) is not rewritten.
+        append_made(&a, 1, new(0));
+        run(&mut a, "NOOP");
+        assert_eq!(run_counted(&mut a, "FETCH 201 ENVELOPE").1, 1);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        assert_eq!(
+            run_counted(&mut a, "SEARCH SUBJECT \"new 0 end\""),
+            ("* SEARCH 201\r\n".into(), 0)
+        );
+        // Enough new ones (one in sixteen of the entries): written, all of them.
+        append_made(&a, 12, new(1));
+        run(&mut a, "NOOP");
+        assert_eq!(run_counted(&mut a, "FETCH 202:* ENVELOPE").1, 12);
+        assert_ne!(std::fs::read(&file).unwrap(), bytes);
+        assert!(cache_holds(&a, "new 0 end") && cache_holds(&a, "new 12 end"));
     }
 
     #[test]
