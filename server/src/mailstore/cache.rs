@@ -36,10 +36,10 @@
 //! the lock file and renamed over the old one), without fsync: it is only a cache, and a file
 //! that is short, damaged, of another version or fails its checksum is ignored whole and
 //! rebuilt by the next searches. Another process's rewrite is noticed by the file's stamp and
-//! merged into what this one knows. A SEARCH writes it once it has made new summaries; a
-//! FETCH adds its summaries in memory a batch at a time and, at its end, writes the file if
-//! enough are new (`worth_saving`: one in sixteen entries, at most 64); fewer stay in memory
-//! until a later write, and are lost (made again when needed) if the process ends first.
+//! merged into what this one knows. A SEARCH that made new summaries, and a FETCH (which
+//! adds its summaries in memory a batch at a time) at its end, write the file if enough are
+//! new (`worth_saving`: one in sixteen entries, at most 64); fewer stay in memory until a
+//! later write, and are lost (made again when needed) if the process ends first.
 
 use hashbrown::{HashMap, HashSet};
 use std::fs;

@@ -412,10 +412,11 @@ impl MailboxView {
     }
 
     /// Adds header summaries made from the files of these messages (by UID) to the cache,
-    /// and writes the cache file. Summaries of messages expunged meanwhile are dropped, and
-    /// so are all of them if the mailbox's UIDs were reset since this view looked.
+    /// and writes the cache file if that is worth it (as [`Self::save_headers_if_worth_it`]).
+    /// Summaries of messages expunged meanwhile are dropped, and so are all of them if the
+    /// mailbox's UIDs were reset since this view looked.
     pub fn cache_headers(&self, summaries: Vec<(u32, HeaderSummary)>) -> Result<()> {
-        self.update_headers(summaries, Save::Always)
+        self.update_headers(summaries, Save::IfWorthIt)
     }
 
     /// [`Self::cache_headers`] in memory only (every session of this process sees them at

@@ -1529,10 +1529,18 @@ mod tests {
             run_counted(&mut a, "SEARCH SUBJECT \"new 0 end\""),
             ("* SEARCH 201\r\n".into(), 0)
         );
-        // Enough new ones (one in sixteen of the entries): written, all of them.
-        append_made(&a, 12, new(1));
+        // The same for a SEARCH that had to read a new message.
+        append_made(&a, 1, new(1));
         run(&mut a, "NOOP");
-        assert_eq!(run_counted(&mut a, "FETCH 202:* ENVELOPE").1, 12);
+        assert_eq!(
+            run_counted(&mut a, "SEARCH SUBJECT \"new 1 end\""),
+            ("* SEARCH 202\r\n".into(), 1)
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        // Enough new ones (one in sixteen of the entries): written, all of them.
+        append_made(&a, 11, new(2));
+        run(&mut a, "NOOP");
+        assert_eq!(run_counted(&mut a, "FETCH 203:* ENVELOPE").1, 11);
         assert_ne!(std::fs::read(&file).unwrap(), bytes);
         assert!(cache_holds(&a, "new 0 end") && cache_holds(&a, "new 12 end"));
     }
