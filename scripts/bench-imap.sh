@@ -9,7 +9,10 @@
 # Environment: ROUNDS (9), COUNT (10000 messages), SIZE (2048 octets each), BODIES (100:
 # FETCH 1:BODIES BODY.PEEK[]), PEER_DIR (/work/shared/peer), PEER_STATE (/tmp/peer-mail),
 # IRONPOST_BIN / BENCH_BIN (skip the build and use these binaries), RUNTIME (mio), VERBOSE
-# (1: print every round's times).
+# (1: print every round's times), IDLE_CONNS (1000: connections held in IDLE on ironpost for
+# its memory per connection; 0 skips), IDLE_CONNS_PEER (90 on Dovecot, which runs an imap and
+# an imap-login process per connection, 100 of each at most by default, and takes 10
+# connections per user and address, so they come from 10 source addresses).
 #
 # The mailbox is bob@example.test's INBOX on both servers. The peer's Maildir for bob is moved
 # aside for the run and put back on exit. Needs root (the peer's Maildirs belong to uid 5000).
@@ -78,6 +81,10 @@ listen = ["127.0.0.1:0"]
 
 [dns]
 servers = ["127.0.0.1:9"]
+
+[limits]
+max_connections = 20000
+max_connections_per_ip = 20000
 EOF
 "$IRONPOST_BIN" email add "$USER_ADDR" bench-password --config "$WORK/ironpost.toml" >/dev/null
 
@@ -106,3 +113,14 @@ timeout 600 "$BENCH_BIN" run \
   log "the benchmark failed:"; tail -20 "$WORK/rounds.log" >&2; exit 1; }
 [ "${VERBOSE:-0}" = 1 ] && cat "$WORK/rounds.log" >&2
 log "ironpost RSS after the run: $(awk '/VmRSS/ { print $2, $3 }' "/proc/$IRONPOST_PID/status")"
+
+IDLE_CONNS="${IDLE_CONNS:-1000}"
+IDLE_CONNS_PEER="${IDLE_CONNS_PEER:-90}"
+if [ "$IDLE_CONNS" -gt 0 ]; then
+  log "memory per connection in IDLE: ironpost $IDLE_CONNS, Dovecot $IDLE_CONNS_PEER"
+  timeout 600 "$BENCH_BIN" idle --target "ironpost=127.0.0.1:$PORT,$USER_ADDR,bench-password" \
+    --conns "$IDLE_CONNS" --pid "$IRONPOST_PID"
+  DOVECOT_PID="$(cat "$PEER_STATE/dovecot/run/master.pid")"
+  timeout 600 "$BENCH_BIN" idle --target "Dovecot=127.0.0.1:2993,$USER_ADDR,$PEER_PASS" \
+    --conns "$IDLE_CONNS_PEER" --pid "$DOVECOT_PID" --with-children --sources 10
+fi

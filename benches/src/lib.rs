@@ -1,6 +1,8 @@
 //! Shared inputs for ironpost's benchmarks: realistic SMTP command lines and message bodies.
 //! The criterion benches live in `benches/`, the end-to-end load tool in `src/bin/`.
 
+pub mod mem;
+pub mod net;
 pub mod tls;
 
 /// Command lines as real clients send them (Postfix, Exim, swaks, Thunderbird, Outlook,

@@ -13,10 +13,17 @@
 //! every round. Prints the medians, and ratios of the first target to the second, as a
 //! Markdown table; the last lines are `RESULT target=... op=... median_ms=...`.
 //!
-//! Everything is bounded: socket timeouts, and a fixed number of rounds.
+//! `idle --target NAME=ADDR,USER,PASSWORD --conns K [--pid PID [--with-children]]
+//! [--sources S]`: opens K connections (implicit TLS), each LOGIN, SELECT INBOX and IDLE, as
+//! a mail client left open does; with `--pid`, the server's memory (VmRSS and Pss, of the
+//! process or its whole tree) before and with the connections open, and per connection.
+//! `--sources` spreads the connections over 127.0.0.1..S, since servers limit connections
+//! per user and client address (Dovecot: 10).
+//!
+//! Everything is bounded: socket timeouts, and a fixed number of rounds or connections.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +31,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use ironpost_benches::mem::{raise_fd_limit, tree_memory};
+use ironpost_benches::net;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +74,30 @@ enum Cmd {
         bodies: u64,
         /// Socket read/write timeout, seconds.
         #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
+    /// Hold connections in IDLE and report the server's memory per connection.
+    Idle {
+        /// `NAME=HOST:PORT,USER,PASSWORD`; implicit TLS.
+        #[arg(long)]
+        target: String,
+        /// Connections to open.
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        /// The server's process, to read its memory.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Count the process's descendants too (Dovecot's imap and imap-login processes).
+        #[arg(long)]
+        with_children: bool,
+        /// Spread connections over this many source addresses (127.0.0.1..).
+        #[arg(long, default_value_t = 1)]
+        sources: u32,
+        /// Seconds to let the server settle before measuring.
+        #[arg(long, default_value_t = 2.0)]
+        hold: f64,
+        /// Socket timeout, seconds.
+        #[arg(long, default_value_t = 20.0)]
         timeout: f64,
     },
 }
@@ -166,20 +200,19 @@ fn literal_len(line: &[u8]) -> Option<u64> {
 }
 
 impl Client {
-    fn connect(t: &Target, tls: &Arc<ClientConfig>, timeout: Duration) -> Result<Client, String> {
+    fn connect(
+        t: &Target,
+        source: Option<IpAddr>,
+        tls: &Arc<ClientConfig>,
+        timeout: Duration,
+    ) -> Result<Client, String> {
         let addr = t
             .addr
             .to_socket_addrs()
             .map_err(|e| format!("{}: {e}", t.addr))?
             .next()
             .ok_or("no address")?;
-        if !addr.ip().is_loopback() {
-            return Err(format!("{addr}: loopback addresses only"));
-        }
-        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-        tcp.set_read_timeout(Some(timeout)).ok();
-        tcp.set_write_timeout(Some(timeout)).ok();
-        tcp.set_nodelay(true).ok();
+        let tcp: TcpStream = net::connect(addr, source, timeout).map_err(|e| e.to_string())?;
         let conn = ClientConnection::new(tls.clone(), ServerName::try_from("localhost").unwrap())
             .map_err(|e| e.to_string())?;
         let mut c = Client {
@@ -287,7 +320,7 @@ fn round(
     expect: u64,
     bodies: u64,
 ) -> Result<Vec<(&'static str, f64)>, String> {
-    let mut c = Client::connect(t, tls, timeout)?;
+    let mut c = Client::connect(t, None, tls, timeout)?;
     c.cmd(&format!("LOGIN \"{}\" \"{}\"", t.user, t.pass))?;
     let mut out = Vec::new();
     let (r, d) = c.cmd("SELECT INBOX")?;
@@ -354,7 +387,7 @@ fn run(
     // Warm-up: the first SELECT builds each server's index from the files; then one
     // uncounted round, so caches are filled on every server alike.
     for (i, t) in targets.iter().enumerate() {
-        let mut c = Client::connect(t, &tls, timeout)?;
+        let mut c = Client::connect(t, None, &tls, timeout)?;
         c.cmd(&format!("LOGIN \"{}\" \"{}\"", t.user, t.pass))?;
         let (r, d) = c.cmd("SELECT INBOX")?;
         eprintln!(
@@ -438,6 +471,123 @@ fn run(
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// Idle
+
+struct IdleArgs {
+    target: Target,
+    conns: usize,
+    pid: Option<u32>,
+    with_children: bool,
+    sources: u32,
+    hold: Duration,
+    timeout: Duration,
+}
+
+/// A connection logged in, with INBOX selected, in IDLE.
+fn idle_session(
+    t: &Target,
+    source: Option<IpAddr>,
+    tls: &Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Client, String> {
+    let mut c = Client::connect(t, source, tls, timeout)?;
+    c.cmd(&format!("LOGIN \"{}\" \"{}\"", t.user, t.pass))?;
+    c.cmd("SELECT INBOX")?;
+    let s = c.r.get_mut();
+    s.write_all(b"i IDLE\r\n")
+        .and_then(|_| s.flush())
+        .map_err(|e| format!("IDLE: {e}"))?;
+    let mut line = Vec::new();
+    c.r.read_until(b'\n', &mut line)
+        .map_err(|e| format!("IDLE: {e}"))?;
+    if !line.starts_with(b"+") {
+        return Err(format!(
+            "IDLE: {}",
+            String::from_utf8_lossy(&line).trim_end()
+        ));
+    }
+    Ok(c)
+}
+
+fn idle(a: IdleArgs) -> Result<(), String> {
+    raise_fd_limit();
+    let tls = ironpost_benches::tls::no_verify_config()?;
+    let mem = |when: &str| {
+        a.pid.map(|p| {
+            let (rss, pss, n) = tree_memory(p, a.with_children);
+            println!("server memory {when}: VmRSS {rss} KiB, Pss {pss} KiB ({n} processes)");
+            (rss, pss)
+        })
+    };
+    let before = mem("before");
+    let start = Instant::now();
+    // Logins hash a password each: open the connections from a few threads.
+    const THREADS: usize = 8;
+    let results: Vec<Result<Client, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|w| {
+                let (a, tls) = (&a, &tls);
+                scope.spawn(move || {
+                    (w..a.conns)
+                        .step_by(THREADS)
+                        .map(|i| {
+                            let source = net::source_for(a.sources, i);
+                            idle_session(&a.target, source, tls, a.timeout)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let mut open = Vec::new();
+    let (mut failed, mut first_error) = (0, None);
+    for r in results {
+        match r {
+            Ok(c) => open.push(c),
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    println!(
+        "{}: {} of {} connections in IDLE after {:.2} s ({failed} failed{})",
+        a.target.name,
+        open.len(),
+        a.conns,
+        start.elapsed().as_secs_f64(),
+        first_error
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default()
+    );
+    // Let the server settle (lazily freed buffers, processes started) before measuring.
+    std::thread::sleep(a.hold);
+    let after = mem("with connections in IDLE");
+    let mut result = format!(
+        "RESULT target={} open={} failed={failed}",
+        a.target.name,
+        open.len()
+    );
+    if let (Some((r0, p0)), Some((r1, p1))) = (before, after) {
+        let n = open.len().max(1) as f64;
+        let rss_per = (r1 as f64 - r0 as f64) / n;
+        let pss_per = (p1 as f64 - p0 as f64) / n;
+        println!("per connection in IDLE: VmRSS {rss_per:.1} KiB, Pss {pss_per:.1} KiB");
+        result += &format!(" rss_per_conn_kib={rss_per:.2} pss_per_conn_kib={pss_per:.2}");
+    }
+    for c in &mut open {
+        let s = c.r.get_mut();
+        let _ = s.write_all(b"DONE\r\nz LOGOUT\r\n").and_then(|_| s.flush());
+    }
+    println!("{result}");
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     let res = match args.cmd {
@@ -463,6 +613,25 @@ fn main() {
                     Duration::from_secs_f64(timeout),
                 )
             }),
+        Cmd::Idle {
+            target,
+            conns,
+            pid,
+            with_children,
+            sources,
+            hold,
+            timeout,
+        } => parse_target(&target).and_then(|target| {
+            idle(IdleArgs {
+                target,
+                conns,
+                pid,
+                with_children,
+                sources,
+                hold: Duration::from_secs_f64(hold.max(0.5)),
+                timeout: Duration::from_secs_f64(timeout),
+            })
+        }),
     };
     if let Err(e) = res {
         eprintln!("ironpost-imap-bench: {e}");

@@ -14,7 +14,7 @@
 //! The last line of output is machine-readable: `RESULT key=value ...`.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,9 @@ use base64::Engine as _;
 use clap::Parser;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use ironpost_benches::mem::{raise_fd_limit, tree_memory};
+use ironpost_benches::net;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -145,19 +148,7 @@ fn err(msg: impl Into<String>) -> io::Error {
 
 impl Client {
     fn connect(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<Self> {
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        if let Some(ip) = source {
-            sock.bind(&SocketAddr::new(ip, 0).into())?;
-        }
-        sock.connect_timeout(&addr.into(), timeout)?;
-        let tcp: TcpStream = sock.into();
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(timeout))?;
-        tcp.set_write_timeout(Some(timeout))?;
+        let tcp = net::connect(addr, source, timeout)?;
         Ok(Client {
             stream: Some(Stream::Plain(tcp)),
             buf: Vec::with_capacity(4096),
@@ -325,8 +316,7 @@ struct Totals {
 }
 
 fn source_for(a: &Args, i: usize) -> Option<IpAddr> {
-    (a.sources > 1)
-        .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % a.sources as usize) as u8)))
+    net::source_for(u32::from(a.sources), i)
 }
 
 struct Shared {
@@ -520,89 +510,6 @@ fn send_mode(a: Args, addr: SocketAddr) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------------------
 // Idle mode
-
-/// VmRSS and Pss of a process, KiB.
-fn memory_of(pid: u32) -> Option<(u64, u64)> {
-    let field = |text: &str, name: &str| -> Option<u64> {
-        text.lines()
-            .find(|l| l.starts_with(name))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = field(&status, "VmRSS:")?;
-    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|t| field(&t, "Pss:"))
-        .unwrap_or(rss);
-    Some((rss, pss))
-}
-
-/// The process and (with `children`) all its descendants.
-fn process_tree(root: u32, children: bool) -> Vec<u32> {
-    let mut tree = vec![root];
-    if !children {
-        return tree;
-    }
-    let mut parent_of: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-            let Some(after) = stat.rsplit_once(')').map(|x| x.1) else {
-                continue;
-            };
-            if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-                parent_of.push((pid, ppid));
-            }
-        }
-    }
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(
-            parent_of
-                .iter()
-                .filter(|&&(_, pp)| pp == p)
-                .map(|&(c, _)| c),
-        );
-        i += 1;
-    }
-    tree
-}
-
-fn tree_memory(pid: u32, children: bool) -> (u64, u64, usize) {
-    let procs = process_tree(pid, children);
-    let (mut rss, mut pss) = (0, 0);
-    for p in &procs {
-        if let Some((r, s)) = memory_of(*p) {
-            rss += r;
-            pss += s;
-        }
-    }
-    (rss, pss, procs.len())
-}
-
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
 
 fn idle_mode(a: Args, addr: SocketAddr, k: usize) -> Result<(), String> {
     raise_fd_limit();
