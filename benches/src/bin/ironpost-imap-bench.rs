@@ -219,16 +219,23 @@ impl Client {
             r: BufReader::with_capacity(64 * 1024, StreamOwned::new(conn, tcp)),
             n: 0,
         };
-        let mut greeting = Vec::new();
-        c.r.read_until(b'\n', &mut greeting)
-            .map_err(|e| format!("greeting: {e}"))?;
-        if !greeting.starts_with(b"* OK") {
+        c.expect_line(b"* OK", "greeting")?;
+        Ok(c)
+    }
+
+    /// Reads one line, which must start with `start`.
+    fn expect_line(&mut self, start: &[u8], what: &str) -> Result<(), String> {
+        let mut line = Vec::new();
+        self.r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if !line.starts_with(start) {
             return Err(format!(
-                "greeting: {}",
-                String::from_utf8_lossy(&greeting).trim_end()
+                "{what}: {}",
+                String::from_utf8_lossy(&line).trim_end()
             ));
         }
-        Ok(c)
+        Ok(())
     }
 
     /// Sends `cmd` and reads to its tagged reply; the time is from the write to the tag.
@@ -498,15 +505,7 @@ fn idle_session(
     s.write_all(b"i IDLE\r\n")
         .and_then(|_| s.flush())
         .map_err(|e| format!("IDLE: {e}"))?;
-    let mut line = Vec::new();
-    c.r.read_until(b'\n', &mut line)
-        .map_err(|e| format!("IDLE: {e}"))?;
-    if !line.starts_with(b"+") {
-        return Err(format!(
-            "IDLE: {}",
-            String::from_utf8_lossy(&line).trim_end()
-        ));
-    }
+    c.expect_line(b"+", "IDLE")?;
     Ok(c)
 }
 
